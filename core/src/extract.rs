@@ -1,0 +1,404 @@
+//! Extraction: from one HTTP exchange (or a collected payload) to a conversion event, under a
+//! rule that names where each field comes from.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use serde_json::Value;
+
+use crate::config::{PhoneAs, PluginConfig, Rule, ValueUnit};
+use crate::event::{ConversionEvent, IdName, Identifier, Timestamp};
+use crate::normalize::{self, IdError};
+use crate::time::{UnixMillis, parse_iso8601};
+use crate::user_agent::parse_user_agent;
+use crate::{currency, event_id};
+
+/// Where one field's value is read from, written `kind:key` in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `response:/json/pointer` into the response body.
+    ResponseBody(String),
+    /// `request:/json/pointer` into the request body (JSON).
+    RequestBody(String),
+    /// `form:name` of an `application/x-www-form-urlencoded` request body.
+    Form(String),
+    /// `header:name` of the request (lower-case).
+    Header(String),
+    /// `response_header:name` of the response (lower-case).
+    ResponseHeader(String),
+    /// `cookie:name` of the request.
+    Cookie(String),
+    /// `query:name` of the request URL.
+    Query(String),
+    /// `const:value`, a fixed value.
+    Const(String),
+}
+
+fn is_json_pointer(p: &str) -> bool {
+    // RFC 6901: "" or "/"-separated tokens where "~" must be followed by 0 or 1.
+    (p.is_empty() || p.starts_with('/')) && {
+        let b = p.as_bytes();
+        b.iter().enumerate().all(|(i, c)| *c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
+    }
+}
+
+impl Source {
+    /// Parses `kind:key`. The error text is the configuration error's reason.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kind, key) = s
+            .split_once(':')
+            .ok_or_else(|| "expected kind:key (response:/ptr, request:/ptr, form:, header:, response_header:, cookie:, query:, const:)".to_owned())?;
+        let name = |k: &str| -> Result<String, String> {
+            if k.is_empty() || k.len() > 256 || k.contains(char::is_whitespace) {
+                Err(format!("{kind}: expected a name"))
+            } else {
+                Ok(k.to_owned())
+            }
+        };
+        let pointer = |k: &str| -> Result<String, String> {
+            if k.is_empty() || !is_json_pointer(k) {
+                Err("expected a JSON pointer (RFC 6901) such as /order/total".to_owned())
+            } else {
+                Ok(k.to_owned())
+            }
+        };
+        Ok(match kind {
+            "response" => Self::ResponseBody(pointer(key)?),
+            "request" => Self::RequestBody(pointer(key)?),
+            "form" => Self::Form(name(key)?),
+            "header" => Self::Header(name(key)?.to_ascii_lowercase()),
+            "response_header" => Self::ResponseHeader(name(key)?.to_ascii_lowercase()),
+            "cookie" => Self::Cookie(name(key)?),
+            "query" => Self::Query(name(key)?),
+            "const" if !key.is_empty() => Self::Const(key.to_owned()),
+            "const" => return Err("const: expected a value".to_owned()),
+            _ => return Err(format!("unknown source kind {kind:?}; expected a JSON pointer source (response:/ptr, request:/ptr) or form:, header:, response_header:, cookie:, query:, const:")),
+        })
+    }
+
+    /// Reads from the request (used to tell whether a rule needs the request body).
+    pub fn reads_request_body(&self) -> bool {
+        matches!(self, Self::RequestBody(_) | Self::Form(_))
+    }
+
+    pub fn reads_response_body(&self) -> bool {
+        matches!(self, Self::ResponseBody(_))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ResponseBody(k) => write!(f, "response:{k}"),
+            Self::RequestBody(k) => write!(f, "request:{k}"),
+            Self::Form(k) => write!(f, "form:{k}"),
+            Self::Header(k) => write!(f, "header:{k}"),
+            Self::ResponseHeader(k) => write!(f, "response_header:{k}"),
+            Self::Cookie(k) => write!(f, "cookie:{k}"),
+            Self::Query(k) => write!(f, "query:{k}"),
+            Self::Const(_) => f.write_str("const"),
+        }
+    }
+}
+
+/// One HTTP exchange as the adapter saw it. Header names must be lower-case (HTTP/2 and
+/// Envoy already give them so).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exchange<'a> {
+    pub method: &'a str,
+    pub host: &'a str,
+    /// Path with query string.
+    pub path: &'a str,
+    pub request_headers: &'a [(String, String)],
+    pub request_body: Option<&'a [u8]>,
+    pub response_status: u16,
+    pub response_headers: &'a [(String, String)],
+    pub response_body: Option<&'a [u8]>,
+}
+
+/// Looks up a header by lower-case name.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The value of one cookie from the `cookie` request header(s).
+pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// The decoded value of one `name=value` pair of a query string or form body.
+pub fn form_value(encoded: &str, name: &str) -> Option<String> {
+    encoded
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (normalize::percent_decode(k, true) == name).then(|| normalize::percent_decode(v, true))
+        })
+        .next()
+}
+
+/// The query string's value for `name`.
+pub fn query_value(path: &str, name: &str) -> Option<String> {
+    path.split_once('?').and_then(|(_, q)| form_value(q.split('#').next().unwrap_or(q), name))
+}
+
+/// Why no event came out of an exchange. `field` names the event field (or `ids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// An identifier source that was present but refused (the event went out without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedId {
+    pub field: &'static str,
+    pub reason: IdError,
+}
+
+/// The event and what was left out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    pub event: ConversionEvent,
+    pub skipped: Vec<SkippedId>,
+}
+
+/// Parsed bodies, each parsed at most once per exchange.
+struct Bodies<'a> {
+    ex: &'a Exchange<'a>,
+    response_json: Option<Result<Value, ()>>,
+    request_json: Option<Result<Value, ()>>,
+}
+
+/// A field's raw value: text, or a JSON number kept as such for exact money handling.
+enum Raw {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Raw {
+    fn into_text(self) -> String {
+        match self {
+            Raw::Text(s) => s,
+            Raw::Number(n) => n.to_string(),
+        }
+    }
+}
+
+fn parse_json(body: Option<&[u8]>) -> Result<Value, ()> {
+    let body = body.ok_or(())?;
+    serde_json::from_slice(body).map_err(|_| ())
+}
+
+impl Bodies<'_> {
+    fn read(&mut self, source: &Source, field: &'static str) -> Result<Option<Raw>, ExtractError> {
+        let ex = self.ex;
+        let bad_body = |which: &str| ExtractError { field, reason: format!("{which} body is missing or not JSON") };
+        let from_json = |v: Option<&Value>| -> Result<Option<Raw>, ExtractError> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(Raw::Text(s.clone()))),
+                Some(Value::Number(n)) => Ok(Some(Raw::Number(n.clone()))),
+                Some(Value::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
+                Some(_) => Err(ExtractError { field, reason: format!("{source} is an object or array, expected a scalar") }),
+            }
+        };
+        match source {
+            Source::ResponseBody(ptr) => {
+                let v = self.response_json.get_or_insert_with(|| parse_json(ex.response_body));
+                let v = v.as_ref().map_err(|()| bad_body("response"))?;
+                from_json(v.pointer(ptr))
+            }
+            Source::RequestBody(ptr) => {
+                let v = self.request_json.get_or_insert_with(|| parse_json(ex.request_body));
+                let v = v.as_ref().map_err(|()| bad_body("request"))?;
+                from_json(v.pointer(ptr))
+            }
+            Source::Form(name) => {
+                let body = ex.request_body.ok_or_else(|| bad_body("request"))?;
+                let text = core::str::from_utf8(body).map_err(|_| ExtractError { field, reason: "request body is not UTF-8".to_owned() })?;
+                Ok(form_value(text, name).map(Raw::Text))
+            }
+            Source::Header(name) => Ok(header(ex.request_headers, name).map(|s| Raw::Text(s.to_owned()))),
+            Source::ResponseHeader(name) => Ok(header(ex.response_headers, name).map(|s| Raw::Text(s.to_owned()))),
+            Source::Cookie(name) => Ok(cookie(ex.request_headers, name).map(|s| Raw::Text(normalize::percent_decode(s, false)))),
+            Source::Query(name) => Ok(query_value(ex.path, name).map(Raw::Text)),
+            Source::Const(v) => Ok(Some(Raw::Text(v.clone()))),
+        }
+    }
+
+    fn text(&mut self, source: &Option<Source>, field: &'static str) -> Result<Option<String>, ExtractError> {
+        match source {
+            None => Ok(None),
+            Some(s) => Ok(self.read(s, field)?.map(Raw::into_text).filter(|t| !t.trim().is_empty())),
+        }
+    }
+}
+
+fn missing(field: &'static str, source: &Source) -> ExtractError {
+    ExtractError { field, reason: format!("missing at {source}") }
+}
+
+/// Parses a money amount: a JSON number or a numeric string such as "12.50". In minor units
+/// the value must be an integer and is scaled by the currency's exponent.
+fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
+    let text = match &raw {
+        Raw::Number(n) => n.to_string(),
+        Raw::Text(s) => s.trim().to_owned(),
+    };
+    let plain = !text.is_empty()
+        && text.bytes().filter(|b| *b == b'.').count() <= 1
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().any(|b| b.is_ascii_digit());
+    let v: f64 = match &raw {
+        Raw::Number(n) => n.as_f64().ok_or("not a number")?,
+        Raw::Text(_) if plain => text.parse().map_err(|_| "not a number")?,
+        Raw::Text(_) => return Err("expected a number or a numeric string such as \"12.50\""),
+    };
+    if !v.is_finite() || v < 0.0 {
+        return Err("must be a finite number >= 0");
+    }
+    match unit {
+        ValueUnit::Major => Ok(v),
+        ValueUnit::Minor => {
+            if text.contains(['.', 'e', 'E']) {
+                return Err("expected integer minor units (e.g. cents)");
+            }
+            let digits = currency::minor_units(currency).unwrap_or(2);
+            const SCALE: [f64; 5] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
+            Ok(v / SCALE.get(usize::from(digits)).copied().unwrap_or(100.0))
+        }
+    }
+}
+
+/// Builds the event a rule describes from one exchange. `now` is the default timestamp.
+pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now: UnixMillis) -> Result<Extracted, ExtractError> {
+    let e = &rule.extract;
+    let mut b = Bodies { ex, response_json: None, request_json: None };
+
+    let currency = match b.text(&e.currency, "currency")? {
+        Some(c) => {
+            let c = c.trim().to_ascii_uppercase();
+            if !currency::is_currency(&c) {
+                return Err(ExtractError { field: "currency", reason: "not an ISO 4217 currency code".to_owned() });
+            }
+            c
+        }
+        None => match &e.currency {
+            Some(src @ Source::ResponseBody(_) | src @ Source::RequestBody(_) | src @ Source::Form(_)) => {
+                return Err(missing("currency", src));
+            }
+            _ => "USD".to_owned(),
+        },
+    };
+
+    let value = match &e.value {
+        None => None,
+        Some(src) => {
+            let raw = b.read(src, "value")?.ok_or_else(|| missing("value", src))?;
+            Some(parse_value(raw, e.value_unit, &currency).map_err(|r| ExtractError { field: "value", reason: r.to_owned() })?)
+        }
+    };
+
+    let order_id = match &e.order_id {
+        None => None,
+        Some(src) => {
+            let o = b.text(&e.order_id, "order_id")?.ok_or_else(|| missing("order_id", src))?;
+            let o = o.trim().to_owned();
+            if o.len() > crate::event::MAX_KEY_LEN {
+                return Err(ExtractError { field: "order_id", reason: "longer than 256 bytes".to_owned() });
+            }
+            Some(o)
+        }
+    };
+
+    let timestamp = match &e.timestamp {
+        None => now,
+        Some(src) => match b.text(&e.timestamp, "timestamp")? {
+            None => now,
+            Some(t) => parse_iso8601(&t).ok_or(ExtractError { field: "timestamp", reason: format!("{src} is not ISO 8601") })?,
+        },
+    };
+
+    let mut ids = Vec::with_capacity(4);
+    let mut skipped = Vec::new();
+    let mut absent: Vec<&'static str> = Vec::new();
+    let ids_cfg = &config.identifiers;
+    let mut push = |field: &'static str, r: Option<Result<Identifier, IdError>>| match r {
+        Some(Ok(id)) => {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Some(Err(reason)) => skipped.push(SkippedId { field, reason }),
+        None => absent.push(field),
+    };
+    let email = b.text(&e.email, "email")?;
+    push("email", email.map(|v| normalize::hash_email(&v).map(|id| Identifier { id, name: IdName::HashedEmail })));
+    let phone = b.text(&e.phone, "phone")?;
+    push(
+        "phone",
+        phone.map(|v| normalize::phone_identifier(&v, &ids_cfg.default_calling_code, ids_cfg.phone_as == PhoneAs::Hashed)),
+    );
+    let guid = b.text(&e.guid, "guid")?;
+    push("guid", guid.map(|v| normalize::parse_guid(&v).map(|id| Identifier { id, name: IdName::Guid })));
+    let fpid = b.text(&e.first_party_id, "first_party_id")?;
+    push(
+        "first_party_id",
+        fpid.map(|v| normalize::normalize_first_party_id(&v, ids_cfg.first_party_id_max_len).map(|id| Identifier { id, name: IdName::FirstPartyId })),
+    );
+    if ids.is_empty() {
+        let mut reason = String::from("no usable user identifier");
+        for s in &skipped {
+            reason.push_str(&format!("; {}: {}", s.field, s.reason));
+        }
+        for f in &absent {
+            if [&e.email, &e.phone, &e.guid, &e.first_party_id].iter().any(|s| s.is_some()) {
+                let src = match *f {
+                    "email" => &e.email,
+                    "phone" => &e.phone,
+                    "guid" => &e.guid,
+                    _ => &e.first_party_id,
+                };
+                if let Some(src) = src {
+                    reason.push_str(&format!("; {f}: missing at {src}"));
+                }
+            }
+        }
+        return Err(ExtractError { field: "ids", reason });
+    }
+
+    let ua_source = e.user_agent.clone().unwrap_or_else(|| Source::Header("user-agent".to_owned()));
+    let user_agent = b.text(&Some(ua_source), "user_agent")?.map(|raw| parse_user_agent(&raw));
+
+    let conversion_type = rule.conversion_type.clone();
+    let advertiser_id = config.destination.advertiser_id;
+    let event_id = event_id::derive(advertiser_id, &conversion_type, order_id.as_deref(), &ids[0], Timestamp(timestamp));
+    let event = ConversionEvent {
+        advertiser_id,
+        data_source_key: config.destination.data_source_key.clone(),
+        conversion_type,
+        event_id,
+        ids,
+        user_agent,
+        timestamp: Timestamp(timestamp),
+        value,
+        currency,
+        order_id,
+    };
+    Ok(Extracted { event, skipped })
+}

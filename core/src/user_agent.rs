@@ -1,0 +1,1212 @@
+//! User-Agent parsing without regex: enough structure for ad-platform matching.
+//!
+//! The parser is a handful of substring searches over the header, tried in a fixed order
+//! (bots first, then in-app webviews, then browsers whose tokens hide others: Edge, Opera and
+//! Samsung Internet all announce `Chrome/`, and Chrome announces `Safari/`). It never panics
+//! and never slices a string other than on a char boundary.
+
+use alloc::string::String;
+use serde::{Deserialize, Serialize};
+
+/// The device class a User-Agent string announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceType {
+    Desktop,
+    Mobile,
+    Tablet,
+    Bot,
+    Unknown,
+}
+
+/// Browser and OS facts parsed from one User-Agent header, plus the raw header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserAgent {
+    pub browser_name: String,
+    pub browser_version: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub device_type: DeviceType,
+    pub is_bot: bool,
+    pub raw: String,
+}
+
+/// Longest User-Agent prefix, in bytes, that [`parse_user_agent`] reads and keeps.
+pub const MAX_USER_AGENT_LEN: usize = 1024;
+
+const UNKNOWN: &str = "Unknown";
+
+/// Parses a User-Agent header. Never fails: unknown parts are reported as "Unknown"/"".
+///
+/// Only the first [`MAX_USER_AGENT_LEN`] (1024) bytes are looked at, cut back to the nearest
+/// char boundary, and `raw` in the result holds that same truncated prefix, not the whole
+/// input: real User-Agents are far shorter, and this bounds both the work and the size of
+/// what is forwarded.
+///
+/// Names used: browsers "Chrome", "Chromium", "Safari", "Firefox", "Edge",
+/// "Samsung Internet", "Opera", "Facebook", "Instagram", "TikTok" (or the bot's own name when
+/// `is_bot`), else "Unknown"; systems "iOS", "Android", "Windows", "macOS", "Linux",
+/// "Chrome OS", else "Unknown". For bots the OS they announce is still reported, but
+/// `device_type` is [`DeviceType::Bot`].
+pub fn parse_user_agent(raw: &str) -> UserAgent {
+    let ua = truncate(raw, MAX_USER_AGENT_LEN);
+    let os = detect_os(ua);
+    let (browser_name, browser_version, is_bot, device_type) = match detect_bot(ua) {
+        Some((name, version)) => (name, version, true, DeviceType::Bot),
+        None => {
+            let (name, version) = detect_browser(ua, os.name);
+            (name, version, false, os.device)
+        }
+    };
+    UserAgent {
+        browser_name: String::from(browser_name),
+        browser_version: String::from(browser_version),
+        os_name: String::from(os.name),
+        os_version: os.version,
+        device_type,
+        is_bot,
+        raw: String::from(ua),
+    }
+}
+
+/// The longest prefix of `s` no longer than `max` bytes that ends on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// Byte offset of the first ASCII-case-insensitive occurrence of `needle` (which must be
+/// ASCII) in `hay`. Because the needle is ASCII, the match starts and ends on char boundaries.
+fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() {
+        return Some(0);
+    }
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// The text after the first exact occurrence of `token`.
+fn after<'a>(hay: &'a str, token: &str) -> Option<&'a str> {
+    hay.find(token)
+        .and_then(|i| hay.get(i.saturating_add(token.len())..))
+}
+
+/// The text after the first ASCII-case-insensitive occurrence of `token` (ASCII).
+fn after_ci<'a>(hay: &'a str, token: &str) -> Option<&'a str> {
+    find_ci(hay, token).and_then(|i| hay.get(i.saturating_add(token.len())..))
+}
+
+/// The longest prefix of `s` whose chars all satisfy `keep`.
+fn take_while(s: &str, keep: impl Fn(char) -> bool) -> &str {
+    let end = s.find(|c: char| !keep(c)).unwrap_or(s.len());
+    s.get(..end).unwrap_or("")
+}
+
+fn is_version_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
+}
+
+/// A version token at the start of `s`: letters, digits, '.', '_' and '-'.
+fn version_at(s: &str) -> &str {
+    take_while(s, is_version_char)
+}
+
+/// The version token right after `name/` (e.g. `version_of(ua, "Chrome/")`).
+fn version_of<'a>(ua: &'a str, token: &str) -> Option<&'a str> {
+    after(ua, token).map(version_at)
+}
+
+/// A numeric version at the start of `s` ("17_4_1", "10.15.7"), with '_' turned into '.' and
+/// any trailing separator dropped.
+fn numeric_version(s: &str) -> String {
+    let v = take_while(s, |c| c.is_ascii_digit() || c == '.' || c == '_');
+    let v = v.trim_end_matches(['.', '_']);
+    v.replace('_', ".")
+}
+
+struct Os {
+    name: &'static str,
+    version: String,
+    device: DeviceType,
+}
+
+fn detect_os(ua: &str) -> Os {
+    let os = |name, version, device| Os {
+        name,
+        version,
+        device,
+    };
+    // iOS first: its UAs say "like Mac OS X". iPadOS 13+ in desktop mode says "Macintosh" and
+    // is reported as macOS, which is all the header lets anyone know.
+    let ipad = ua.contains("iPad");
+    if ipad || ua.contains("iPhone") || ua.contains("iPod") {
+        let version = after(ua, "CPU")
+            .and_then(|rest| after(rest, "OS "))
+            .map(numeric_version)
+            .filter(|v| !v.is_empty())
+            .or_else(|| after(ua, "iOS ").map(numeric_version))
+            .unwrap_or_default();
+        let device = if ipad {
+            DeviceType::Tablet
+        } else {
+            DeviceType::Mobile
+        };
+        return os("iOS", version, device);
+    }
+    // Android before Linux: Android UAs say "Linux; Android 14".
+    if let Some(rest) = after(ua, "Android") {
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        let device = if ua.contains("Mobile") {
+            DeviceType::Mobile
+        } else {
+            DeviceType::Tablet
+        };
+        return os("Android", numeric_version(rest), device);
+    }
+    if ua.contains("Windows") {
+        let version = after(ua, "Windows NT ")
+            .map(|rest| {
+                let nt = take_while(rest, |c| c.is_ascii_digit() || c == '.');
+                String::from(match nt {
+                    "10.0" => "10",
+                    "6.3" => "8.1",
+                    "6.2" => "8",
+                    "6.1" => "7",
+                    "6.0" => "Vista",
+                    "5.1" | "5.2" => "XP",
+                    "5.0" => "2000",
+                    other => other,
+                })
+            })
+            .unwrap_or_default();
+        return os("Windows", version, DeviceType::Desktop);
+    }
+    // Chrome OS before Linux: "X11; CrOS x86_64 14541.0.0". The version is the platform one.
+    if let Some(rest) = after(ua, "CrOS ") {
+        let version = rest
+            .split([' ', ')', ';'])
+            .nth(1)
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            .map(numeric_version)
+            .unwrap_or_default();
+        return os("Chrome OS", version, DeviceType::Desktop);
+    }
+    if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        let version = after(ua, "Mac OS X ")
+            .map(numeric_version)
+            .unwrap_or_default();
+        return os("macOS", version, DeviceType::Desktop);
+    }
+    if ua.contains("Linux") || ua.contains("X11") || ua.contains("Ubuntu") {
+        return os("Linux", String::new(), DeviceType::Desktop);
+    }
+    os(UNKNOWN, String::new(), DeviceType::Unknown)
+}
+
+/// Well-known automated clients: (needle, searched case-insensitively; reported name).
+const KNOWN_BOTS: &[(&str, &str)] = &[
+    ("Googlebot", "Googlebot"),
+    ("AdsBot-Google", "AdsBot-Google"),
+    ("Mediapartners-Google", "Mediapartners-Google"),
+    ("Google-InspectionTool", "Google-InspectionTool"),
+    ("bingbot", "bingbot"),
+    ("AhrefsBot", "AhrefsBot"),
+    ("facebookexternalhit", "facebookexternalhit"),
+    ("facebookcatalog", "facebookcatalog"),
+    ("meta-externalagent", "meta-externalagent"),
+    ("Twitterbot", "Twitterbot"),
+    ("Slackbot", "Slackbot"),
+    ("HeadlessChrome", "HeadlessChrome"),
+    ("PhantomJS", "PhantomJS"),
+    ("Chrome-Lighthouse", "Chrome-Lighthouse"),
+    ("curl/", "curl"),
+    ("Wget", "Wget"),
+    ("python-requests", "python-requests"),
+    ("Python-urllib", "Python-urllib"),
+    ("Go-http-client", "Go-http-client"),
+    ("axios/", "axios"),
+    ("node-fetch", "node-fetch"),
+    ("libwww-perl", "libwww-perl"),
+];
+
+/// Words that mark a self-declared crawler anywhere inside a product token.
+const BOT_WORDS: &[&str] = &["bot", "crawler", "spider"];
+
+/// Device models that contain a bot word but are phones.
+const NOT_BOTS: &[&str] = &["cubot"];
+
+/// Returns (bot name, bot version) when the UA is an automated client.
+fn detect_bot(ua: &str) -> Option<(&str, &str)> {
+    for &(needle, name) in KNOWN_BOTS {
+        if let Some(rest) = after_ci(ua, needle) {
+            let version = if needle.ends_with('/') {
+                version_at(rest)
+            } else {
+                rest.strip_prefix('/').map(version_at).unwrap_or("")
+            };
+            return Some((name, version));
+        }
+    }
+    ua.split(|c: char| c.is_whitespace() || matches!(c, ';' | '(' | ')' | ',' | '[' | ']'))
+        .filter(|t| !t.is_empty() && !t.starts_with('+') && !t.contains("://"))
+        .filter(|t| !NOT_BOTS.iter().any(|n| find_ci(t, n) == Some(0)))
+        .find(|t| BOT_WORDS.iter().any(|w| find_ci(t, w).is_some()))
+        .map(|token| match token.split_once('/') {
+            Some((name, rest)) if !name.is_empty() => (name, version_at(rest)),
+            _ => (token, ""),
+        })
+}
+
+/// Returns (browser name, browser version) for a UA that is not a bot.
+fn detect_browser<'a>(ua: &'a str, os_name: &str) -> (&'static str, &'a str) {
+    // In-app webviews first: they all embed a Safari or Chrome token.
+    if let Some(rest) = after(ua, "Instagram ")
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return ("Instagram", version_at(rest));
+    }
+    if ua.contains("FBAN/") || ua.contains("FBAV/") || ua.contains("FB_IAB") {
+        return ("Facebook", version_of(ua, "FBAV/").unwrap_or(""));
+    }
+    if ua.contains("musical_ly") || ua.contains("BytedanceWebview") || ua.contains("TikTok") {
+        let version = version_of(ua, "app_version/")
+            .or_else(|| version_of(ua, "AppVersion/"))
+            .or_else(|| version_of(ua, "musical_ly_").filter(|v| v.contains('.')))
+            .or_else(|| version_of(ua, "TikTok "))
+            .unwrap_or("");
+        return ("TikTok", version);
+    }
+    // Chromium-based browsers that also say "Chrome/", most specific first.
+    for token in ["EdgA/", "EdgiOS/", "Edg/", "Edge/"] {
+        if let Some(v) = version_of(ua, token) {
+            return ("Edge", v);
+        }
+    }
+    for token in ["OPR/", "OPT/", "OPiOS/"] {
+        if let Some(v) = version_of(ua, token) {
+            return ("Opera", v);
+        }
+    }
+    let opera = version_of(ua, "Opera/")
+        .or_else(|| version_of(ua, "Opera ").filter(|v| v.starts_with(|c: char| c.is_ascii_digit())));
+    if let Some(v) = opera {
+        // Presto-era Opera froze "Opera/9.80" and put the real version in "Version/".
+        return ("Opera", version_of(ua, "Version/").unwrap_or(v));
+    }
+    if let Some(v) = version_of(ua, "SamsungBrowser/") {
+        return ("Samsung Internet", v);
+    }
+    for token in ["FxiOS/", "Firefox/"] {
+        if let Some(v) = version_of(ua, token) {
+            return ("Firefox", v);
+        }
+    }
+    if let Some(v) = version_of(ua, "Chromium/") {
+        return ("Chromium", v);
+    }
+    for token in ["CriOS/", "Chrome/"] {
+        if let Some(v) = version_of(ua, token) {
+            return ("Chrome", v);
+        }
+    }
+    // Safari last; the pre-Chrome Android stock browser also says "Safari/" but is not Safari.
+    if ua.contains("Safari/") && os_name != "Android" {
+        return ("Safari", version_of(ua, "Version/").unwrap_or(""));
+    }
+    (UNKNOWN, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        ua: &str,
+        browser: &str,
+        browser_version: &str,
+        os: &str,
+        os_version: &str,
+        device: DeviceType,
+        is_bot: bool,
+    ) {
+        let got = parse_user_agent(ua);
+        let want = UserAgent {
+            browser_name: browser.to_string(),
+            browser_version: browser_version.to_string(),
+            os_name: os.to_string(),
+            os_version: os_version.to_string(),
+            device_type: device,
+            is_bot,
+            raw: ua.to_string(),
+        };
+        assert_eq!(got, want, "for UA {ua:?}");
+    }
+
+    use DeviceType::{Bot, Desktop, Mobile, Tablet, Unknown};
+
+    // --- Desktop browsers ---
+
+    #[test]
+    fn chrome_windows_10() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Safari/537.36",
+            "Chrome",
+            "124.0.6367.82",
+            "Windows",
+            "10",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_windows_7() {
+        check(
+            "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/109.0.0.0 Safari/537.36",
+            "Chrome",
+            "109.0.0.0",
+            "Windows",
+            "7",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_windows_8_and_8_1() {
+        check(
+            "Mozilla/5.0 (Windows NT 6.3; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/109.0.0.0 Safari/537.36",
+            "Chrome",
+            "109.0.0.0",
+            "Windows",
+            "8.1",
+            Desktop,
+            false,
+        );
+        check(
+            "Mozilla/5.0 (Windows NT 6.2; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/49.0.2623.112 Safari/537.36",
+            "Chrome",
+            "49.0.2623.112",
+            "Windows",
+            "8",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_macos() {
+        check(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Chrome",
+            "124.0.0.0",
+            "macOS",
+            "10.15.7",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_linux() {
+        check(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Chrome",
+            "124.0.0.0",
+            "Linux",
+            "",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_chrome_os() {
+        check(
+            "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Chrome",
+            "124.0.0.0",
+            "Chrome OS",
+            "14541.0.0",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn chromium_linux() {
+        check(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chromium/124.0.6367.78 Chrome/124.0.6367.78 Safari/537.36",
+            "Chromium",
+            "124.0.6367.78",
+            "Linux",
+            "",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn safari_macos() {
+        check(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Safari/605.1.15",
+            "Safari",
+            "17.4.1",
+            "macOS",
+            "10.15.7",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn firefox_windows() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
+            "Firefox",
+            "125.0",
+            "Windows",
+            "10",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn firefox_macos_dotted_version() {
+        check(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0",
+            "Firefox",
+            "125.0",
+            "macOS",
+            "10.15",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn firefox_ubuntu() {
+        check(
+            "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:124.0) Gecko/20100101 Firefox/124.0",
+            "Firefox",
+            "124.0",
+            "Linux",
+            "",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn edge_windows() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.51",
+            "Edge",
+            "124.0.2478.51",
+            "Windows",
+            "10",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn edge_legacy_windows() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/70.0.3538.102 Safari/537.36 Edge/18.19045",
+            "Edge",
+            "18.19045",
+            "Windows",
+            "10",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn opera_windows() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 OPR/109.0.0.0",
+            "Opera",
+            "109.0.0.0",
+            "Windows",
+            "10",
+            Desktop,
+            false,
+        );
+    }
+
+    #[test]
+    fn opera_presto() {
+        check(
+            "Opera/9.80 (Windows NT 6.1; WOW64) Presto/2.12.388 Version/12.18",
+            "Opera",
+            "12.18",
+            "Windows",
+            "7",
+            Desktop,
+            false,
+        );
+    }
+
+    // --- iOS ---
+
+    #[test]
+    fn mobile_safari_iphone() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+            "Safari",
+            "17.4",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn mobile_safari_ipad() {
+        check(
+            "Mozilla/5.0 (iPad; CPU OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Mobile/15E148 Safari/604.1",
+            "Safari",
+            "17.4.1",
+            "iOS",
+            "17.4.1",
+            Tablet,
+            false,
+        );
+    }
+
+    #[test]
+    fn mobile_safari_ipod() {
+        check(
+            "Mozilla/5.0 (iPod touch; CPU iPhone OS 15_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.6.1 Mobile/15E148 Safari/604.1",
+            "Safari",
+            "15.6.1",
+            "iOS",
+            "15.7",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_ios_crios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
+            "Chrome",
+            "124.0.6367.88",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn firefox_ios_fxios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) FxiOS/125.0 Mobile/15E148 Safari/605.1.15",
+            "Firefox",
+            "125.0",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn edge_ios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) EdgiOS/124.2478.50 Version/17.0 Mobile/15E148 Safari/604.1",
+            "Edge",
+            "124.2478.50",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn opera_ios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) OPiOS/16.0.15.124050 Mobile/15E148 Safari/9537.53",
+            "Opera",
+            "16.0.15.124050",
+            "iOS",
+            "16.6",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn ios_wkwebview_without_browser_token() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+            "Unknown",
+            "",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    // --- Android ---
+
+    #[test]
+    fn chrome_android_reduced_ua() {
+        check(
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+            "Chrome",
+            "124.0.6367.82",
+            "Android",
+            "10",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn chrome_android_tablet() {
+        check(
+            "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Chrome",
+            "124.0.0.0",
+            "Android",
+            "13",
+            Tablet,
+            false,
+        );
+    }
+
+    #[test]
+    fn android_webview() {
+        check(
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP1A.240405.002; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/123.0.6312.118 Mobile Safari/537.36",
+            "Chrome",
+            "123.0.6312.118",
+            "Android",
+            "14",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn samsung_internet_phone() {
+        check(
+            "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S901B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36",
+            "Samsung Internet",
+            "24.0",
+            "Android",
+            "13",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn samsung_internet_tablet() {
+        check(
+            "Mozilla/5.0 (Linux; Android 12; SM-T870) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Safari/537.36",
+            "Samsung Internet",
+            "23.0",
+            "Android",
+            "12",
+            Tablet,
+            false,
+        );
+    }
+
+    #[test]
+    fn firefox_android() {
+        check(
+            "Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0",
+            "Firefox",
+            "125.0",
+            "Android",
+            "14",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn edge_android() {
+        check(
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36 EdgA/124.0.2478.64",
+            "Edge",
+            "124.0.2478.64",
+            "Android",
+            "10",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn opera_android() {
+        check(
+            "Mozilla/5.0 (Linux; Android 10; VOG-L29) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36 OPR/81.1.4292.78446",
+            "Opera",
+            "81.1.4292.78446",
+            "Android",
+            "10",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn android_stock_browser_is_not_safari() {
+        check(
+            "Mozilla/5.0 (Linux; U; Android 4.0.3; ko-kr; LG-L160L Build/IML74K) AppleWebKit/534.30 (KHTML, like Gecko) Version/4.0 Mobile Safari/534.30",
+            "Unknown",
+            "",
+            "Android",
+            "4.0.3",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn cubot_phone_is_not_a_bot() {
+        check(
+            "Mozilla/5.0 (Linux; Android 10; CUBOT_X30 Build/QP1A.190711.020) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+            "Chrome",
+            "124.0.0.0",
+            "Android",
+            "10",
+            Mobile,
+            false,
+        );
+    }
+
+    // --- In-app webviews ---
+
+    #[test]
+    fn facebook_ios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/458.0.0.37.98;FBBV/577368431;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.4.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5;FBRV/579876017]",
+            "Facebook",
+            "458.0.0.37.98",
+            "iOS",
+            "17.4.1",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn facebook_android() {
+        check(
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP1A.240405.002; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/123.0.6312.118 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/458.0.0.48.108;]",
+            "Facebook",
+            "458.0.0.48.108",
+            "Android",
+            "14",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn instagram_ios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 326.0.3.25.98 (iPhone14,5; iOS 17_4; en_US; en; scale=3.00; 1170x2532; 590004046)",
+            "Instagram",
+            "326.0.3.25.98",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn instagram_android() {
+        check(
+            "Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/123.0.6312.118 Mobile Safari/537.36 Instagram 300.0.0.29.110 Android (34/14; 480dpi; 1080x2340; samsung; SM-S918B; dm3q; qcom; en_US; 590004046)",
+            "Instagram",
+            "300.0.0.29.110",
+            "Android",
+            "14",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn tiktok_ios() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 musical_ly_34.1.0 JsSdk/2.0 NetType/WIFI Channel/App Store ByteLocale/en Region/US isDarkMode/0 WKWebView/1 RevealType/Dialog BytedanceWebview/d8a21c6",
+            "TikTok",
+            "34.1.0",
+            "iOS",
+            "17.4",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn tiktok_android() {
+        check(
+            "Mozilla/5.0 (Linux; Android 13; SM-S908U Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/121.0.6167.178 Mobile Safari/537.36 musical_ly_2023303040 JsSdk/1.0 NetType/WIFI Channel/googleplay AppName/musical_ly app_version/33.3.4 ByteLocale/en ByteFullLocale/en Region/US AppId/1233 Spark/1.4.8.3-bugfix AppVersion/33.3.4 BytedanceWebview/d8a21c6",
+            "TikTok",
+            "33.3.4",
+            "Android",
+            "13",
+            Mobile,
+            false,
+        );
+    }
+
+    #[test]
+    fn tiktok_native_client() {
+        check(
+            "TikTok 26.2.0 rv:262018 (iPhone; iOS 14.4.2; en_US) Cronet",
+            "TikTok",
+            "26.2.0",
+            "iOS",
+            "14.4.2",
+            Mobile,
+            false,
+        );
+    }
+
+    // --- Bots ---
+
+    #[test]
+    fn googlebot_desktop() {
+        check(
+            "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/124.0.6367.155 Safari/537.36",
+            "Googlebot",
+            "2.1",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn googlebot_smartphone() {
+        check(
+            "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.155 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Googlebot",
+            "2.1",
+            "Android",
+            "6.0.1",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn bingbot() {
+        check(
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "bingbot",
+            "2.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn ahrefsbot() {
+        check(
+            "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+            "AhrefsBot",
+            "7.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn facebookexternalhit() {
+        check(
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "facebookexternalhit",
+            "1.1",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn twitterbot() {
+        check("Twitterbot/1.0", "Twitterbot", "1.0", "Unknown", "", Bot, true);
+    }
+
+    #[test]
+    fn slackbot() {
+        check(
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "Slackbot",
+            "",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn curl() {
+        check("curl/8.4.0", "curl", "8.4.0", "Unknown", "", Bot, true);
+    }
+
+    #[test]
+    fn wget() {
+        check(
+            "Wget/1.21.4",
+            "Wget",
+            "1.21.4",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn python_requests() {
+        check(
+            "python-requests/2.31.0",
+            "python-requests",
+            "2.31.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn go_http_client() {
+        check(
+            "Go-http-client/1.1",
+            "Go-http-client",
+            "1.1",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn headless_chrome() {
+        check(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.6367.60 Safari/537.36",
+            "HeadlessChrome",
+            "124.0.6367.60",
+            "Windows",
+            "10",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn generic_bot_word() {
+        check(
+            "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+            "YandexBot",
+            "3.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+        check(
+            "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+            "Baiduspider",
+            "2.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+        check(
+            "Mozilla/5.0 (compatible; MyCustomCrawler; +https://example.com)",
+            "MyCustomCrawler",
+            "",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
+    }
+
+    #[test]
+    fn generic_bot_word_on_a_phone_ua() {
+        check(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 14_7_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/14.1.2 Mobile/15E148 Safari/604.1 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+            "Applebot",
+            "0.1",
+            "iOS",
+            "14.7.1",
+            Bot,
+            true,
+        );
+    }
+
+    // --- Robustness ---
+
+    #[test]
+    fn empty_and_garbage_are_unknown() {
+        for ua in [
+            "",
+            " ",
+            "-",
+            "Mozilla/5.0",
+            "asdf qwer zxcv",
+            "\0\0\0",
+            "/////",
+            ";;;(()))",
+        ] {
+            check(ua, "Unknown", "", "Unknown", "", Unknown, false);
+        }
+    }
+
+    #[test]
+    fn dangling_tokens_do_not_panic() {
+        for ua in [
+            "Chrome/",
+            "Android",
+            "Android ",
+            "CPU iPhone OS ",
+            "iPhone",
+            "Windows NT ",
+            "CrOS ",
+            "Mac OS X ",
+            "Instagram ",
+            "FBAV/",
+            "musical_ly_",
+            "Version/",
+            "Opera/",
+            "curl/",
+            "bot/",
+            "+bot",
+            "Windows NT 99.9",
+        ] {
+            let _ = parse_user_agent(ua);
+        }
+        let got = parse_user_agent("Windows NT 99.9");
+        assert_eq!(got.os_version, "99.9");
+    }
+
+    #[test]
+    fn unicode_never_panics() {
+        for ua in [
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 ☃ like Mac OS X) Version/17.4 Safari/604.1",
+            "Chrome/１２４.0 (Android ７)",
+            "日本語のユーザーエージェント",
+            "Édg/1.0 Chrome/é",
+            "FBAV/💥;",
+            "🤖bot🤖",
+            "Android\u{0301}",
+            "CPU OS 1\u{00A0}2",
+        ] {
+            let got = parse_user_agent(ua);
+            assert_eq!(got.raw, ua);
+        }
+        let got = parse_user_agent("Chrome/124.0é Safari/1");
+        assert_eq!(got.browser_name, "Chrome");
+        assert_eq!(got.browser_version, "124.0");
+    }
+
+    #[test]
+    fn huge_input_is_truncated_on_a_char_boundary() {
+        // 1023 ASCII bytes then a 4-byte char straddling the 1024 limit.
+        let mut ua = String::from("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/125.0 ");
+        while ua.len() < 1023 {
+            ua.push('a');
+        }
+        ua.push('🦀');
+        ua.push_str(&"b".repeat(100_000));
+        let got = parse_user_agent(&ua);
+        assert_eq!(got.raw.len(), 1023);
+        assert!(ua.starts_with(&got.raw));
+        assert_eq!(got.browser_name, "Firefox");
+        assert_eq!(got.os_name, "Windows");
+
+        // Exactly at the limit nothing is cut; one byte over, one byte is cut.
+        let exact = "x".repeat(MAX_USER_AGENT_LEN);
+        assert_eq!(parse_user_agent(&exact).raw.len(), MAX_USER_AGENT_LEN);
+        let over = "x".repeat(MAX_USER_AGENT_LEN + 1);
+        assert_eq!(parse_user_agent(&over).raw.len(), MAX_USER_AGENT_LEN);
+
+        // Tokens past the limit are not seen.
+        let mut late = "z".repeat(MAX_USER_AGENT_LEN);
+        late.push_str(" Googlebot/2.1");
+        let got = parse_user_agent(&late);
+        assert!(!got.is_bot);
+
+        // Multi-byte chars all the way: every cut lands on a boundary.
+        for ch in ['é', '€', '🦀'] {
+            let s: String = core::iter::repeat_n(ch, 2000).collect();
+            let got = parse_user_agent(&s);
+            assert!(got.raw.len() <= MAX_USER_AGENT_LEN);
+            assert!(got.raw.len() > MAX_USER_AGENT_LEN - 4);
+            assert!(got.raw.chars().all(|c| c == ch));
+        }
+    }
+
+    #[test]
+    fn every_prefix_and_byte_cut_is_safe() {
+        // Parse every char-boundary prefix of a rich UA, which exercises dangling tokens.
+        let uas = [
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/458.0.0.37.98;]",
+            "Mozilla/5.0 (Linux; Android 13; SM-S908U Build/TP1A.220624.014; wv) AppleWebKit/537.36 Chrome/121.0 Mobile Safari/537.36 musical_ly_2023303040 app_version/33.3.4 BytedanceWebview/d8a21c6",
+            "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 Chrome/124.0.0.0 Safari/537.36 Édg/☃",
+        ];
+        let mut seen = Vec::new();
+        for ua in uas {
+            for (i, _) in ua.char_indices() {
+                if let Some(prefix) = ua.get(..i) {
+                    seen.push(parse_user_agent(prefix).browser_name);
+                }
+            }
+        }
+        assert!(seen.iter().any(|b| b == "Facebook"));
+        assert!(seen.iter().any(|b| b == "TikTok"));
+    }
+
+    #[test]
+    fn serializes_device_type_lowercase() {
+        let ua = parse_user_agent("curl/8.4.0");
+        let json = serde_json::to_string(&ua).unwrap_or_default();
+        assert!(json.contains("\"device_type\":\"bot\""), "{json}");
+        let back: UserAgent = serde_json::from_str(&json).unwrap_or_else(|_| parse_user_agent(""));
+        assert_eq!(back, ua);
+    }
+}
