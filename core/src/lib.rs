@@ -13,6 +13,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod collect;
 pub mod config;
 pub mod consent;
 pub mod currency;
@@ -30,6 +31,7 @@ pub mod user_agent;
 pub use config::{ConfigError, PluginConfig};
 pub use delivery::{Answer, DeliveryPlan, DropReason};
 pub use event::{ConversionEvent, ConversionType, IdName, Identifier, Timestamp};
+pub use collect::collect_event;
 pub use extract::{Exchange, ExtractError, Extracted, extract_event};
 pub use outbox::{Outbox, OutboxConfig, OutboxCounters};
 pub use request::{CapiRequest, build_request};

@@ -296,8 +296,9 @@ fn detect_browser<'a>(ua: &'a str, os_name: &str) -> (&'static str, &'a str) {
             return ("Opera", v);
         }
     }
-    let opera = version_of(ua, "Opera/")
-        .or_else(|| version_of(ua, "Opera ").filter(|v| v.starts_with(|c: char| c.is_ascii_digit())));
+    let opera = version_of(ua, "Opera/").or_else(|| {
+        version_of(ua, "Opera ").filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+    });
     if let Some(v) = opera {
         // Presto-era Opera froze "Opera/9.80" and put the real version in "Version/".
         return ("Opera", version_of(ua, "Version/").unwrap_or(v));
@@ -962,7 +963,15 @@ mod tests {
 
     #[test]
     fn twitterbot() {
-        check("Twitterbot/1.0", "Twitterbot", "1.0", "Unknown", "", Bot, true);
+        check(
+            "Twitterbot/1.0",
+            "Twitterbot",
+            "1.0",
+            "Unknown",
+            "",
+            Bot,
+            true,
+        );
     }
 
     #[test]
@@ -985,15 +994,7 @@ mod tests {
 
     #[test]
     fn wget() {
-        check(
-            "Wget/1.21.4",
-            "Wget",
-            "1.21.4",
-            "Unknown",
-            "",
-            Bot,
-            true,
-        );
+        check("Wget/1.21.4", "Wget", "1.21.4", "Unknown", "", Bot, true);
     }
 
     #[test]
