@@ -228,3 +228,101 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JANE: &str = "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d";
+    const PHONE_US: &str = "758fbf68945f21c416814c539ab578876c8d98fb69e6da692def92cd52417fe0";
+
+    #[test]
+    fn email_known_answers() {
+        let cases: &[(&str, Result<&str, IdError>)] = &[
+            ("jane.doe@example.com", Ok(JANE)),
+            ("  Jane.Doe@Example.COM  ", Ok(JANE)),
+            ("\tjane.doe@EXAMPLE.com\n", Ok(JANE)),
+            ("jane.doe+shop@example.com", Ok("bb55843f3da2af28071cd4be7ae1e05989dc6d3ea4833906f7d8fe4be35afad8")),
+            ("ÉLODIE@exemple.fr", Ok("f34116fa1fa2ab3840367c97ac2fc11e9e811bc3c424a1361abfc3d719c18e8c")),
+            ("用户@例子.广告", Ok("47b40c8a3b16aa231eecd6e9e92f4b16818e2ff8f2531ae7ceedb0afbd9c0ab7")),
+            ("John@Example.org", Ok("b5fb79bc07fa24049f99f456f8f530af1cb9a13db14c4b02c83be7c1f0ceb968")),
+            // Already hashed, upper case and padded: lower-cased, never hashed again.
+            (" 86E0B9E56C17CC4D12387E1949B85053FBE73BC3CE5A1188713A9D300CC6133D ", Ok(JANE)),
+            ("not-an-email", Err(IdError::NotAnEmail)),
+            ("a@b", Err(IdError::NotAnEmail)),
+            ("a@@b.com", Err(IdError::NotAnEmail)),
+            ("jane doe@example.com", Err(IdError::NotAnEmail)),
+            ("jane@.example.com", Err(IdError::NotAnEmail)),
+            ("   ", Err(IdError::Empty)),
+            // 63 hex characters is not a hash: it is not an email either.
+            (&JANE[1..], Err(IdError::NotAnEmail)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(hash_email(input).map_err(|e| e).as_deref().map_err(|e| *e), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn phone_known_answers() {
+        let cases: &[(&str, &str, Result<&str, IdError>)] = &[
+            ("+1 (415) 555-2671", "1", Ok("14155552671")),
+            ("+1 (415) 555-2671", "44", Ok("14155552671")),
+            ("0044 20 7946 0958", "1", Ok("442079460958")),
+            ("(415) 555-2671", "1", Ok("14155552671")),
+            ("415.555.2671", "+1", Ok("14155552671")),
+            ("1-415-555-2671", "1", Ok("14155552671")),
+            ("020 7946 0958", "44", Ok("442079460958")),
+            ("+49 30 123456", "1", Ok("4930123456")),
+            ("  +33 6 12 34 56 78  ", "1", Ok("33612345678")),
+            ("+1 415 555 CALL", "1", Err(IdError::NotAPhone)),
+            ("12", "1", Err(IdError::NotAPhone)),
+            ("+1234567890123456", "1", Err(IdError::NotAPhone)),
+            ("", "1", Err(IdError::Empty)),
+        ];
+        for (input, cc, want) in cases {
+            assert_eq!(normalize_phone(input, cc).map_err(|e| e).as_deref().map_err(|e| *e), *want, "input {input:?} cc {cc}");
+        }
+    }
+
+    #[test]
+    fn phone_identifiers_plain_hashed_and_prehashed() {
+        let plain = phone_identifier("+1 (415) 555-2671", "1", false).unwrap();
+        assert_eq!((plain.id.as_str(), plain.name), ("14155552671", IdName::Phone));
+        let hashed = phone_identifier("+1 (415) 555-2671", "1", true).unwrap();
+        assert_eq!((hashed.id.as_str(), hashed.name), (PHONE_US, IdName::HashedPhone));
+        let pre = phone_identifier(&PHONE_US.to_ascii_uppercase(), "1", false).unwrap();
+        assert_eq!((pre.id.as_str(), pre.name), (PHONE_US, IdName::HashedPhone));
+        let uk = phone_identifier("0044 20 7946 0958", "1", true).unwrap();
+        assert_eq!(uk.id, "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823");
+    }
+
+    #[test]
+    fn guid_known_answers() {
+        let want = "85b04ded-09dd-4015-ad30-581e45452dd9";
+        assert_eq!(parse_guid("85B04DED-09DD-4015-AD30-581E45452DD9").as_deref(), Ok(want));
+        assert_eq!(parse_guid(" {85b04ded-09dd-4015-ad30-581e45452dd9} ").as_deref(), Ok(want));
+        assert_eq!(parse_guid("urn:uuid:85b04ded-09dd-4015-ad30-581e45452dd9").as_deref(), Ok(want));
+        assert_eq!(parse_guid("85b04ded09dd4015ad30581e45452dd9"), Err(IdError::NotAUuid));
+        assert_eq!(parse_guid("85b04ded-09dd-4015-ad30-581e45452dzz"), Err(IdError::NotAUuid));
+        assert_eq!(uuid_v4_from_bytes([0; 16]), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(uuid_v4_from_bytes([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let g = uuid_v4_from_bytes(*b"0123456789abcdef");
+        assert_eq!(parse_guid(&g).as_deref(), Ok(g.as_str()));
+    }
+
+    #[test]
+    fn first_party_ids() {
+        assert_eq!(normalize_first_party_id("  customer_12345 ", 128).as_deref(), Ok("customer_12345"));
+        assert_eq!(normalize_first_party_id("x".repeat(129).as_str(), 128), Err(IdError::TooLong));
+        assert_eq!(normalize_first_party_id("a\u{0}b", 128), Err(IdError::ControlCharacter));
+        assert_eq!(normalize_first_party_id(" ", 128), Err(IdError::Empty));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b.co+x", true), "a@b.co x");
+        assert_eq!(percent_decode("a%40b.co+x", false), "a@b.co+x");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%E2%82%AC", false), "€");
+    }
+}
