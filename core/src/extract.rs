@@ -285,6 +285,9 @@ fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'stati
     }
 }
 
+/// Normalizes one raw identifier value.
+type ToIdentifier<'a> = dyn Fn(&str) -> Result<Identifier, IdError> + 'a;
+
 /// Builds the event a rule describes from one exchange. `now` is the default timestamp.
 pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now: UnixMillis) -> Result<Extracted, ExtractError> {
     let e = &rule.extract;
@@ -334,50 +337,37 @@ pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now:
         },
     };
 
-    let mut ids = Vec::with_capacity(4);
-    let mut skipped = Vec::new();
-    let mut absent: Vec<&'static str> = Vec::new();
     let ids_cfg = &config.identifiers;
-    let mut push = |field: &'static str, r: Option<Result<Identifier, IdError>>| match r {
-        Some(Ok(id)) => {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Some(Err(reason)) => skipped.push(SkippedId { field, reason }),
-        None => absent.push(field),
+    let hashed_phone = ids_cfg.phone_as == PhoneAs::Hashed;
+    let email = |v: &str| normalize::hash_email(v).map(|id| Identifier { id, name: IdName::HashedEmail });
+    let phone = |v: &str| normalize::phone_identifier(v, &ids_cfg.default_calling_code, hashed_phone);
+    let guid = |v: &str| normalize::parse_guid(v).map(|id| Identifier { id, name: IdName::Guid });
+    let fpid = |v: &str| {
+        normalize::normalize_first_party_id(v, ids_cfg.first_party_id_max_len).map(|id| Identifier { id, name: IdName::FirstPartyId })
     };
-    let email = b.text(&e.email, "email")?;
-    push("email", email.map(|v| normalize::hash_email(&v).map(|id| Identifier { id, name: IdName::HashedEmail })));
-    let phone = b.text(&e.phone, "phone")?;
-    push(
-        "phone",
-        phone.map(|v| normalize::phone_identifier(&v, &ids_cfg.default_calling_code, ids_cfg.phone_as == PhoneAs::Hashed)),
-    );
-    let guid = b.text(&e.guid, "guid")?;
-    push("guid", guid.map(|v| normalize::parse_guid(&v).map(|id| Identifier { id, name: IdName::Guid })));
-    let fpid = b.text(&e.first_party_id, "first_party_id")?;
-    push(
-        "first_party_id",
-        fpid.map(|v| normalize::normalize_first_party_id(&v, ids_cfg.first_party_id_max_len).map(|id| Identifier { id, name: IdName::FirstPartyId })),
-    );
+    let sources: [(&'static str, &Option<Source>, &ToIdentifier<'_>); 4] =
+        [("email", &e.email, &email), ("phone", &e.phone, &phone), ("guid", &e.guid, &guid), ("first_party_id", &e.first_party_id, &fpid)];
+    let mut ids: Vec<Identifier> = Vec::with_capacity(4);
+    let mut skipped = Vec::new();
+    let mut absent = Vec::new();
+    for (field, source, to_identifier) in sources {
+        let Some(src) = source else { continue };
+        match b.text(source, field)? {
+            None => absent.push((field, src)),
+            Some(raw) => match to_identifier(&raw) {
+                Ok(id) if !ids.contains(&id) => ids.push(id),
+                Ok(_) => {}
+                Err(reason) => skipped.push(SkippedId { field, reason }),
+            },
+        }
+    }
     if ids.is_empty() {
         let mut reason = String::from("no usable user identifier");
         for s in &skipped {
             reason.push_str(&format!("; {}: {}", s.field, s.reason));
         }
-        for f in &absent {
-            if [&e.email, &e.phone, &e.guid, &e.first_party_id].iter().any(|s| s.is_some()) {
-                let src = match *f {
-                    "email" => &e.email,
-                    "phone" => &e.phone,
-                    "guid" => &e.guid,
-                    _ => &e.first_party_id,
-                };
-                if let Some(src) = src {
-                    reason.push_str(&format!("; {f}: missing at {src}"));
-                }
-            }
+        for (field, src) in &absent {
+            reason.push_str(&format!("; {field}: missing at {src}"));
         }
         return Err(ExtractError { field: "ids", reason });
     }

@@ -258,7 +258,7 @@ mod tests {
             (&JANE[1..], Err(IdError::NotAnEmail)),
         ];
         for (input, want) in cases {
-            assert_eq!(hash_email(input).map_err(|e| e).as_deref().map_err(|e| *e), *want, "input {input:?}");
+            assert_eq!(hash_email(input).as_deref().map_err(|e| *e), *want, "input {input:?}");
         }
     }
 
@@ -280,7 +280,7 @@ mod tests {
             ("", "1", Err(IdError::Empty)),
         ];
         for (input, cc, want) in cases {
-            assert_eq!(normalize_phone(input, cc).map_err(|e| e).as_deref().map_err(|e| *e), *want, "input {input:?} cc {cc}");
+            assert_eq!(normalize_phone(input, cc).as_deref().map_err(|e| *e), *want, "input {input:?} cc {cc}");
         }
     }
 
