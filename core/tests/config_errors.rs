@@ -1,8 +1,12 @@
 //! Every configuration error names the path of the bad field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use capi_core::PluginConfig;
 use capi_core::config::EXAMPLE_CONFIG;
 use serde_json::{Value, json};
+
+type Mutation = Box<dyn Fn(&mut Value)>;
 
 fn example() -> Value {
     serde_json::from_str(EXAMPLE_CONFIG).unwrap()
@@ -61,7 +65,7 @@ fn unknown_fields_are_errors_at_every_level() {
 
 #[test]
 fn each_bad_value_names_its_path() {
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["destination"]["url"] = json!("http://ads.example.com/x")), "destination.url: must be https"),
         (Box::new(|v| v["destination"]["url"] = json!("ftp://ads.example.com/x")), "destination.url: expected an https:// URL"),
         (Box::new(|v| v["destination"]["advertiser_id"] = json!("12345")), "destination.advertiser_id: expected an integer"),

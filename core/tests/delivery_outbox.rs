@@ -1,5 +1,7 @@
 //! The outbox: bounded queue, dedup window, batching, and retries by the caller's clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use capi_core::config::{Batch, EXAMPLE_CONFIG, Limits, Retry};
 use capi_core::outbox::{Outbox, OutboxConfig};
 use capi_core::{Answer, ConversionEvent, DeliveryPlan, DropReason, PluginConfig, collect_event};

@@ -1,8 +1,12 @@
 //! The seed payload: stable field order, exact round trip, validation naming the field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use capi_core::config::EXAMPLE_CONFIG;
 use capi_core::request::{sign, verify};
 use capi_core::{ConversionEvent, PluginConfig, build_request, collect_event};
+
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
 
 const UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
 
@@ -42,7 +46,7 @@ fn round_trip_is_exact() {
 fn parse_names_the_bad_field() {
     let (_, e) = purchase();
     let good: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["ids"] = serde_json::json!([])), "ids: at least one"),
         (Box::new(|v| v["ids"][0]["id"] = "Jane.Doe@Example.com".into()), "ids[0].id: expected 64 lower-case hex"),
         (Box::new(|v| v["ids"][0]["name"] = "Email".into()), "ids[].name: unknown identifier name"),

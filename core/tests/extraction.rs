@@ -1,5 +1,7 @@
 //! From an HTTP exchange (or a collect payload) to an event, or a precise error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use capi_core::config::EXAMPLE_CONFIG;
 use capi_core::{ConversionType, Exchange, IdName, PluginConfig, collect_event, extract_event};
 use serde_json::json;
