@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use capi_core::event::ConversionEvent;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_rustls::TlsAcceptor;
 
 use crate::fault::{self, Action, Fault};
@@ -98,101 +98,6 @@ fn header<'a>(parts: &'a hyper::http::request::Parts, name: &str) -> Option<&'a 
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A field name from an event error, shown only when it is plain (it may come from the
-/// client's JSON keys).
-fn safe_field(field: &str) -> &str {
-    let plain = !field.is_empty()
-        && field.len() <= 64
-        && field
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'));
-    if plain { field } else { "(unprintable field)" }
-}
-
-/// `[i].field` inside a batch, `field` alone otherwise (`[i]` for the whole element).
-fn field_name(index: Option<usize>, field: &str) -> String {
-    match index {
-        None => field.to_owned(),
-        Some(i) if field == "body" => format!("[{i}]"),
-        Some(i) => format!("[{i}].{field}"),
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Uint,
-    Number,
-    Str,
-    Array,
-    Object,
-}
-
-impl Kind {
-    fn fits(self, v: &Value) -> bool {
-        match self {
-            Self::Uint => v.is_u64(),
-            Self::Number => v.is_number(),
-            Self::Str => v.is_string(),
-            Self::Array => v.is_array(),
-            Self::Object => v.is_object(),
-        }
-    }
-
-    fn expected(self) -> &'static str {
-        match self {
-            Self::Uint => "expected a non-negative integer",
-            Self::Number => "expected a number",
-            Self::Str => "expected a string",
-            Self::Array => "expected an array",
-            Self::Object => "expected an object",
-        }
-    }
-}
-
-/// The JSON type of every known field, so that a wrong type is reported by field name (the
-/// core's event parser only says that some field has the wrong type). Unknown and missing
-/// fields are left to the core.
-fn check_types(v: &Value) -> Result<(), (String, &'static str)> {
-    const FIELDS: [(&str, Kind, bool); 10] = [
-        ("advertiser_id", Kind::Uint, true),
-        ("data_source_key", Kind::Str, true),
-        ("conversion_type", Kind::Str, true),
-        ("event_id", Kind::Str, true),
-        ("ids", Kind::Array, true),
-        ("user_agent", Kind::Object, false),
-        ("timestamp", Kind::Str, true),
-        ("value", Kind::Number, false),
-        ("currency", Kind::Str, true),
-        ("order_id", Kind::Str, false),
-    ];
-    let obj = v.as_object().ok_or_else(|| {
-        (
-            "body".to_owned(),
-            "expected a JSON object (or an array of them)",
-        )
-    })?;
-    for (key, kind, required) in FIELDS {
-        match obj.get(key) {
-            Some(Value::Null) if !required => {}
-            Some(x) if !kind.fits(x) => return Err((key.to_owned(), kind.expected())),
-            _ => {}
-        }
-    }
-    if let Some(Value::Array(ids)) = obj.get("ids") {
-        for (i, id) in ids.iter().enumerate() {
-            let o = id
-                .as_object()
-                .ok_or_else(|| (format!("ids[{i}]"), "expected an object with id and name"))?;
-            for key in ["id", "name"] {
-                if o.get(key).is_some_and(|x| !x.is_string()) {
-                    return Err((format!("ids[{i}].{key}"), "expected a string"));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Checks auth, content type and payload. Ok carries the accepted events' JSON.
 fn validate(
     sink: &Sink,
@@ -236,26 +141,7 @@ fn validate(
     if !media.eq_ignore_ascii_case("application/json") {
         return Err((400, "content-type: expected application/json".to_owned()));
     }
-    let parsed: Value =
-        serde_json::from_slice(body).map_err(|_| (400, "body: not valid JSON".to_owned()))?;
-    let items: Vec<(Option<usize>, &Value)> = match &parsed {
-        Value::Array(a) if a.is_empty() => {
-            return Err((400, "body: expected at least one event".to_owned()));
-        }
-        Value::Array(a) => a.iter().enumerate().map(|(i, v)| (Some(i), v)).collect(),
-        v => vec![(None, v)],
-    };
-    let mut events = Vec::with_capacity(items.len());
-    for (index, item) in items {
-        let bad =
-            |field: &str, reason: &str| (400, format!("{}: {reason}", field_name(index, field)));
-        check_types(item).map_err(|(f, r)| bad(&f, r))?;
-        let ev = match index {
-            None => ConversionEvent::from_json(body),
-            Some(_) => ConversionEvent::from_json(&serde_json::to_vec(item).unwrap_or_default()),
-        };
-        events.push(ev.map_err(|e| bad(safe_field(&e.field), &e.reason))?);
-    }
+    let events = capi_core::events_from_json(body).map_err(|e| (400, e.to_string()))?;
     Ok(events.iter().map(ConversionEvent::to_json).collect())
 }
 
@@ -496,15 +382,4 @@ pub fn run(args: SinkArgs) -> Result<u8, CliError> {
         server::serve(listener, tls, true, move |req| handle(sink.clone(), req)).await;
         Ok::<u8, CliError>(0)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unsafe_field_names_are_hidden() {
-        assert_eq!(safe_field("ids[0].id"), "ids[0].id");
-        assert_eq!(safe_field("jane@example.com"), "(unprintable field)");
-    }
 }

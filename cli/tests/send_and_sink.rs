@@ -323,7 +323,7 @@ fn sink_validates_per_spec_and_never_echoes_values() {
                 e["ids"][0]["name"] = pii.into();
                 e
             },
-            "ids[].name: ",
+            "ids[0].name: ",
         ),
         (
             {

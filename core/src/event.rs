@@ -8,6 +8,7 @@ use core::fmt;
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::normalize;
 use crate::time::{UnixMillis, format_iso8601, parse_iso8601};
@@ -222,38 +223,124 @@ impl ConversionEvent {
 
     /// Parses and validates one event in the seed format.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
-        let ev: Self = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+        let v: Value = serde_json::from_slice(bytes).map_err(|_| err("body", "not valid JSON"))?;
+        Self::from_value(&v)
+    }
+
+    /// Validates one event given as JSON: every error names its field, and never echoes a
+    /// value (it may be personal data) nor an odd key.
+    pub fn from_value(v: &Value) -> Result<Self, EventError> {
+        check_shape(v)?;
+        let ev: Self = serde_json::from_value(v.clone()).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg.split_once(':').map_or("body", |(f, _)| f);
+            err(if FIELDS.iter().any(|(k, _, _)| *k == field) { field } else { "body" }, "invalid value")
+        })?;
         ev.validate()?;
         Ok(ev)
     }
 }
 
-/// Turns a serde_json error into a field-named error without echoing input values (they may
-/// be raw personal data).
-pub(crate) fn json_error(e: &serde_json::Error) -> EventError {
-    let msg = e.to_string();
-    // serde's messages look like "unknown field `x`, expected one of ..." or
-    // "missing field `ids` at line 1 column 5": keep the field name, not the value.
-    if let Some(rest) = msg.split_once('`').map(|(_, r)| r)
-        && let Some((name, _)) = rest.split_once('`') {
-            if msg.starts_with("unknown field") {
-                return err(name, "unknown field");
+/// Parses a request body holding one event or a JSON array of events (a batch). Errors in a
+/// batch name the element: `[1].value: must be a finite number >= 0`.
+pub fn events_from_json(bytes: &[u8]) -> Result<Vec<ConversionEvent>, EventError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|_| err("body", "not valid JSON"))?;
+    match v {
+        Value::Array(items) if items.is_empty() => Err(err("body", "expected at least one event")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                ConversionEvent::from_value(item).map_err(|e| EventError {
+                    field: if e.field == "body" { format!("[{i}]") } else { format!("[{i}].{}", e.field) },
+                    reason: e.reason,
+                })
+            })
+            .collect(),
+        one => ConversionEvent::from_value(&one).map(|e| alloc::vec![e]),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Uint,
+    Number,
+    Str,
+    Array,
+    Object,
+}
+
+/// The seed fields: name, JSON type, required.
+const FIELDS: [(&str, Kind, bool); 10] = [
+    ("advertiser_id", Kind::Uint, true),
+    ("data_source_key", Kind::Str, true),
+    ("conversion_type", Kind::Str, true),
+    ("event_id", Kind::Str, true),
+    ("ids", Kind::Array, true),
+    ("user_agent", Kind::Object, false),
+    ("timestamp", Kind::Str, true),
+    ("value", Kind::Number, false),
+    ("currency", Kind::Str, true),
+    ("order_id", Kind::Str, false),
+];
+
+fn fits(kind: Kind, v: &Value) -> bool {
+    match kind {
+        Kind::Uint => v.is_u64(),
+        Kind::Number => v.is_number(),
+        Kind::Str => v.is_string(),
+        Kind::Array => v.is_array(),
+        Kind::Object => v.is_object(),
+    }
+}
+
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Uint => "expected a non-negative integer",
+        Kind::Number => "expected a number",
+        Kind::Str => "expected a string",
+        Kind::Array => "expected an array",
+        Kind::Object => "expected an object",
+    }
+}
+
+/// A key from the client's JSON, shown only when it is plain.
+fn shown_key(k: &str) -> String {
+    if !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        k.to_string()
+    } else {
+        "(unprintable field)".to_string()
+    }
+}
+
+fn check_shape(v: &Value) -> Result<(), EventError> {
+    let obj = v.as_object().ok_or_else(|| err("body", "expected a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _, _)| f == k)) {
+        return Err(err(&shown_key(k), "unknown field"));
+    }
+    for (key, kind, required) in FIELDS {
+        match obj.get(key) {
+            None if required => return Err(err(key, "missing field")),
+            Some(Value::Null) if required => return Err(err(key, "missing field")),
+            Some(x) if !x.is_null() && !fits(kind, x) => return Err(err(key, expected(kind))),
+            _ => {}
+        }
+    }
+    if let Some(Value::Array(ids)) = obj.get("ids") {
+        for (i, id) in ids.iter().enumerate() {
+            let o = id.as_object().ok_or_else(|| err(&format!("ids[{i}]"), "expected an object with id and name"))?;
+            if let Some(k) = o.keys().find(|k| *k != "id" && *k != "name") {
+                return Err(err(&format!("ids[{i}].{}", shown_key(k)), "unknown field"));
             }
-            if msg.starts_with("missing field") {
-                return err(name, "missing field");
+            match o.get("id") {
+                Some(Value::String(_)) => {}
+                _ => return Err(err(&format!("ids[{i}].id"), "expected a string")),
             }
-            if msg.starts_with("unknown variant") {
-                return err("ids[].name", "unknown identifier name");
+            match o.get("name").and_then(Value::as_str) {
+                Some("Guid" | "HashedEmail" | "Phone" | "HashedPhone" | "FirstPartyId") => {}
+                _ => return Err(err(&format!("ids[{i}].name"), "expected Guid, HashedEmail, Phone, HashedPhone or FirstPartyId")),
             }
         }
-    if let Some((field, _)) = msg.split_once(": ")
-        && !field.contains(' ') {
-            return err(field, "invalid value");
-        }
-    let kind = match e.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not valid JSON",
-        serde_json::error::Category::Data => "a field has the wrong type",
-        serde_json::error::Category::Io => "read error",
-    };
-    err("body", kind)
+    }
+    Ok(())
 }

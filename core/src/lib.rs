@@ -30,7 +30,7 @@ pub mod user_agent;
 
 pub use config::{ConfigError, PluginConfig};
 pub use delivery::{Answer, DeliveryPlan, DropReason};
-pub use event::{ConversionEvent, ConversionType, IdName, Identifier, Timestamp};
+pub use event::{events_from_json, ConversionEvent, ConversionType, IdName, Identifier, Timestamp};
 pub use collect::collect_event;
 pub use extract::{Exchange, ExtractError, Extracted, extract_event};
 pub use outbox::{Outbox, OutboxConfig, OutboxCounters};

@@ -49,7 +49,7 @@ fn parse_names_the_bad_field() {
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["ids"] = serde_json::json!([])), "ids: at least one"),
         (Box::new(|v| v["ids"][0]["id"] = "Jane.Doe@Example.com".into()), "ids[0].id: expected 64 lower-case hex"),
-        (Box::new(|v| v["ids"][0]["name"] = "Email".into()), "ids[].name: unknown identifier name"),
+        (Box::new(|v| v["ids"][0]["name"] = "Email".into()), "ids[0].name: expected Guid"),
         (Box::new(|v| v["currency"] = "eur".into()), "currency: must be an upper-case ISO 4217"),
         (Box::new(|v| v["value"] = (-1.0).into()), "value: must be a finite number"),
         (Box::new(|v| v["timestamp"] = "now".into()), "timestamp: "),
