@@ -1,0 +1,86 @@
+//! Thin wrappers over the proxy-wasm host calls that never panic on our side.
+//!
+//! The SDK's `Context` helpers `unwrap()` host results and its string getters `unwrap()` UTF-8
+//! conversions: a header value with obs-text bytes would trap the VM (and a trap kills the
+//! filter for every request on that worker). These go through `hostcalls` directly, read bytes
+//! and convert lossily.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// True when Envoy would print a message at `level` (saves formatting debug lines).
+pub fn enabled(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |l| level as u32 >= l as u32)
+}
+
+/// Milliseconds since the Unix epoch, from the host's clock.
+pub fn now_ms() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Nanoseconds of the host clock, for seeding.
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One header (lower-case name) of a map, lossily decoded.
+pub fn header(map: MapType, name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(map, name) {
+        Ok(Some(v)) => Some(match String::from_utf8(v) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// All headers of a map whose (lower-case) names pass `keep`.
+pub fn headers(map: MapType, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    match hostcalls::get_map_bytes(map) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| {
+                let v = match String::from_utf8(v) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                };
+                (k.to_ascii_lowercase(), v)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Bytes `[start, start + max)` of a buffer.
+pub fn buffer(which: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(which, start, max).ok().flatten()
+}
+
+pub fn set_tick_period(ms: u32) {
+    let _ = hostcalls::set_tick_period(Duration::from_millis(u64::from(ms)));
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+pub fn increment_metric(id: Option<u32>, by: i64) {
+    if let Some(id) = id
+        && by != 0
+    {
+        let _ = hostcalls::increment_metric(id, by);
+    }
+}

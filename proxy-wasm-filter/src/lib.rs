@@ -1,0 +1,854 @@
+//! capi-proxy-wasm-filter: the Envoy (proxy-wasm) adapter of capi-core.
+//!
+//! * The root context parses the plugin configuration (the core's JSON), owns the [`Outbox`]
+//!   and delivers from it with `dispatch_http_call` to `destination.envoy_cluster`.
+//! * Each HTTP context watches one exchange: it decides with `match_request` on the request
+//!   headers (no match: nothing more is done), checks consent, copies the bodies the rule reads
+//!   as they pass (always `Continue`: the client is never delayed nor its bytes altered), and at
+//!   the end of the response extracts the event and pushes it into the root's outbox.
+//!
+//! Root and HTTP contexts of one plugin live in the same VM on the same thread, so they share
+//! state through `Rc<RefCell<_>>`. Calls are only dispatched from the root context (its tick):
+//! the SDK routes an answer to the context that dispatched the call, and an HTTP context is
+//! gone by the time the destination answers. After a push the HTTP context sets the root's tick
+//! to 1 ms, so a single event still leaves at once.
+//!
+//! Nothing here may panic: a trap in the VM takes the filter down for the whole worker.
+
+pub mod decode;
+mod host;
+mod metrics;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use capi_core::config::Rule;
+use capi_core::consent;
+use capi_core::delivery::DeliveryPlan;
+use capi_core::extract::Source;
+use capi_core::outbox::Settled;
+use capi_core::{
+    Answer, Exchange, Outbox, OutboxConfig, PluginConfig, build_request, extract_event,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+
+use crate::decode::{DecodeError, Encoding, decode, parse_encoding};
+use crate::metrics::{C, Metrics};
+
+/// Tick period with nothing to deliver: flushes the no-rule tally now and then.
+const IDLE_TICK_MS: u32 = 1000;
+/// Tick period right after a push: deliver almost at once, from the root context.
+const KICK_TICK_MS: u32 = 1;
+/// Tick period while events are ready but the in-flight cap is reached.
+const BLOCKED_TICK_MS: u32 = 50;
+/// Requests dispatched per pump at most (a guard against a tight dispatch-fail loop).
+const MAX_DISPATCH_PER_PUMP: usize = 256;
+/// Bytes of a destination's answer body read (for a 400's reason).
+const MAX_ANSWER_BODY: usize = 4096;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> { Box::new(Root::new(context_id)) });
+}}
+
+/// What one rule needs kept from an exchange.
+#[derive(Debug, Clone, Default)]
+struct RuleNeeds {
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
+    reads_request_body: bool,
+    reads_response_body: bool,
+}
+
+impl RuleNeeds {
+    fn of(rule: &Rule) -> Self {
+        let e = &rule.extract;
+        let sources = [
+            &e.order_id,
+            &e.value,
+            &e.currency,
+            &e.email,
+            &e.phone,
+            &e.guid,
+            &e.first_party_id,
+            &e.timestamp,
+            &e.user_agent,
+        ];
+        // Consent reads sec-gpc and the cookie; the default user agent source is user-agent.
+        let mut request_headers: Vec<String> = [
+            "user-agent",
+            "cookie",
+            "sec-gpc",
+            "content-type",
+            "content-encoding",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let mut response_headers = Vec::new();
+        let (mut reads_request_body, mut reads_response_body) = (false, false);
+        for s in sources.into_iter().flatten() {
+            reads_request_body |= s.reads_request_body();
+            reads_response_body |= s.reads_response_body();
+            match s {
+                Source::Header(n) if !request_headers.contains(n) => {
+                    request_headers.push(n.clone())
+                }
+                Source::ResponseHeader(n) if !response_headers.contains(n) => {
+                    response_headers.push(n.clone())
+                }
+                _ => {}
+            }
+        }
+        RuleNeeds {
+            request_headers,
+            response_headers,
+            reads_request_body,
+            reads_response_body,
+        }
+    }
+}
+
+/// A configured plugin: the configuration and the delivery queue.
+struct Active {
+    config: Rc<PluginConfig>,
+    needs: Rc<[RuleNeeds]>,
+    outbox: Outbox,
+    /// (dispatch token, outbox request id) of the calls awaiting an answer.
+    inflight: Vec<(u32, u64)>,
+    rng: u64,
+}
+
+impl Active {
+    /// splitmix64 over a seed from the host clock: jitter only, not secrets.
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// State shared by a root context and the HTTP contexts it creates.
+#[derive(Default)]
+struct State {
+    active: Option<Active>,
+    metrics: Metrics,
+    /// Requests no rule matched since the last tick (exported on the tick, so a non-matching
+    /// request costs no host call beyond reading three pseudo-headers).
+    no_rule: u64,
+    tick_ms: u32,
+}
+
+impl State {
+    fn sync_metrics(&mut self) {
+        if let Some(a) = &self.active {
+            self.metrics.sync(a.outbox.counters(), a.outbox.depth());
+        }
+    }
+
+    /// Sets the root's tick from the outbox's next wakeup. `kick`: called after a push, where
+    /// a due event should go out at once.
+    fn reschedule(&mut self, now: i64, kick: bool) {
+        let Some(a) = &self.active else {
+            return;
+        };
+        let want = match a.outbox.next_wakeup() {
+            Some(t) if t <= now => {
+                if kick {
+                    KICK_TICK_MS
+                } else {
+                    BLOCKED_TICK_MS
+                }
+            }
+            Some(t) => u32::try_from(t - now)
+                .unwrap_or(IDLE_TICK_MS)
+                .clamp(1, IDLE_TICK_MS),
+            None => IDLE_TICK_MS,
+        };
+        // Only re-arm on change: a stream of pushes must not keep postponing a 1 ms kick.
+        if want != self.tick_ms {
+            host::set_tick_period(want);
+            self.tick_ms = want;
+        }
+    }
+}
+
+/// The destination for log lines: scheme, authority and path, never the query string (some
+/// platforms take an API key there).
+fn destination_for_log(config: &PluginConfig) -> String {
+    let u = &config.destination.url;
+    let path = u.path.split_once('?').map_or(u.path.as_str(), |(p, _)| p);
+    format!("{}://{}{path}", u.scheme, u.authority)
+}
+
+fn log_settled(config: &PluginConfig, settled: &[Settled], what: &str, now: i64) {
+    for s in settled {
+        match &s.plan {
+            DeliveryPlan::Delivered => {
+                if host::enabled(LogLevel::Debug) {
+                    host::log(
+                        LogLevel::Debug,
+                        &format!(
+                            "capi: event {} delivered (attempt {})",
+                            s.event_id, s.attempts
+                        ),
+                    );
+                }
+            }
+            DeliveryPlan::RetryAt(at) => host::log(
+                LogLevel::Info,
+                &format!(
+                    "capi: event {} attempt {} failed ({what}); retrying in {} ms",
+                    s.event_id,
+                    s.attempts,
+                    at - now
+                ),
+            ),
+            DeliveryPlan::Drop { reason, detail } => {
+                let level = if *reason == capi_core::DropReason::AuthFailed {
+                    LogLevel::Error
+                } else {
+                    LogLevel::Warn
+                };
+                let detail = detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                host::log(
+                    level,
+                    &format!(
+                        "capi: event {} dropped after {} attempt(s) to {}: {reason} ({what}){detail}",
+                        s.event_id,
+                        s.attempts,
+                        destination_for_log(config)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+struct Root {
+    context_id: u32,
+    state: Rc<RefCell<State>>,
+}
+
+impl Root {
+    fn new(context_id: u32) -> Self {
+        Root {
+            context_id,
+            state: Rc::new(RefCell::new(State::default())),
+        }
+    }
+
+    fn configure(&self, size: usize) -> Result<Active, String> {
+        let bytes = host::buffer(BufferType::PluginConfiguration, 0, size).unwrap_or_default();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(
+                "plugin configuration is empty (expected the capi JSON configuration)".to_owned(),
+            );
+        }
+        let mut config = PluginConfig::from_json(&bytes).map_err(|e| e.to_string())?;
+        config
+            .resolve_secrets(|name| std::env::var(name).ok())
+            .map_err(|e| e.to_string())?;
+        let needs: Rc<[RuleNeeds]> = config.rules.iter().map(RuleNeeds::of).collect();
+        let outbox = Outbox::new(OutboxConfig::from_plugin(&config));
+        let rng = host::now_nanos() ^ u64::from(self.context_id).rotate_left(32);
+        Ok(Active {
+            config: Rc::new(config),
+            needs,
+            outbox,
+            inflight: Vec::new(),
+            rng,
+        })
+    }
+
+    /// Sends every request that is due. The state is not borrowed across the host call.
+    fn pump(&self) {
+        for _ in 0..MAX_DISPATCH_PER_PUMP {
+            let now = host::now_ms();
+            let (id, req, cluster, timeout_ms) = {
+                let Ok(mut st) = self.state.try_borrow_mut() else {
+                    return;
+                };
+                let Some(a) = st.active.as_mut() else { return };
+                let config = Rc::clone(&a.config);
+                match a
+                    .outbox
+                    .poll_transmit(now, |events| build_request(&config, events, now))
+                {
+                    None => break,
+                    Some(Err(e)) => {
+                        host::log(
+                            LogLevel::Error,
+                            &format!("capi: cannot build the destination request: {e}"),
+                        );
+                        break;
+                    }
+                    Some(Ok((id, req))) => (
+                        id,
+                        req,
+                        config.destination.envoy_cluster.clone(),
+                        config.destination.timeout_ms,
+                    ),
+                }
+            };
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 3);
+            headers.push((":method", req.method));
+            headers.push((":path", &req.path));
+            headers.push((":authority", &req.authority));
+            headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let sent = hostcalls::dispatch_http_call(
+                &cluster,
+                headers,
+                Some(&req.body),
+                Vec::new(),
+                Duration::from_millis(u64::from(timeout_ms)),
+            );
+            let Ok(mut st) = self.state.try_borrow_mut() else {
+                return;
+            };
+            let st = &mut *st;
+            let Some(a) = st.active.as_mut() else { return };
+            match sent {
+                Ok(token) => {
+                    a.inflight.push((token, id));
+                }
+                Err(status) => {
+                    st.metrics.inc(C::DispatchFailed);
+                    host::log(
+                        LogLevel::Warn,
+                        &format!(
+                            "capi: dispatch to cluster {cluster} failed ({status:?}); counted as a failed connection"
+                        ),
+                    );
+                    let r = a.random();
+                    let settled = a.outbox.on_answer(id, &Answer::ConnectFailed, now, r);
+                    log_settled(&a.config, &settled, "dispatch failed", now);
+                }
+            }
+        }
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.sync_metrics();
+        }
+    }
+
+    fn answer(&self, token: u32, body_size: usize) {
+        let now = host::now_ms();
+        let headers = host::headers(MapType::HttpCallResponseHeaders, |k| {
+            k == ":status" || k.eq_ignore_ascii_case("retry-after")
+        });
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.trim().parse::<u16>().ok());
+        let retry_after = headers
+            .iter()
+            .find(|(k, _)| k == "retry-after")
+            .map(|(_, v)| v.as_str());
+        let body = if body_size > 0 {
+            host::buffer(
+                BufferType::HttpCallResponseBody,
+                0,
+                body_size.min(MAX_ANSWER_BODY),
+            )
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let (answer, what) = match status {
+            Some(504) => (
+                Answer::Http {
+                    status: 504,
+                    retry_after,
+                    body: &body,
+                },
+                "HTTP 504 (or Envoy's timeout)".to_owned(),
+            ),
+            Some(s) => (
+                Answer::Http {
+                    status: s,
+                    retry_after,
+                    body: &body,
+                },
+                format!("HTTP {s}"),
+            ),
+            None => (
+                Answer::ConnectFailed,
+                "no answer: connection failed or reset".to_owned(),
+            ),
+        };
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(a) = st.active.as_mut() else { return };
+        let Some(pos) = a.inflight.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, id) = a.inflight.swap_remove(pos);
+        let r = a.random();
+        let settled = a.outbox.on_answer(id, &answer, now, r);
+        log_settled(&a.config, &settled, &what, now);
+        st.sync_metrics();
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.answer(token_id, body_size);
+        // A freed in-flight slot may let a waiting request go.
+        self.pump();
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.reschedule(host::now_ms(), false);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.metrics.release_depth();
+        }
+        true
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        match self.configure(plugin_configuration_size) {
+            Ok(active) => {
+                let Ok(mut st) = self.state.try_borrow_mut() else {
+                    return false;
+                };
+                let first = st.active.is_none();
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "capi: configured {} rule(s); delivering to {} through cluster {}",
+                        active.config.rules.len(),
+                        destination_for_log(&active.config),
+                        active.config.destination.envoy_cluster
+                    ),
+                );
+                if first {
+                    st.metrics = Metrics::define();
+                } else {
+                    // Reconfigured: answers to the old outbox's requests are ignored.
+                    st.metrics.release_depth();
+                }
+                st.active = Some(active);
+                st.tick_ms = IDLE_TICK_MS;
+                host::set_tick_period(IDLE_TICK_MS);
+                true
+            }
+            Err(e) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("capi: invalid plugin configuration: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Ok(mut st) = self.state.try_borrow_mut()
+            && st.no_rule > 0
+        {
+            let n = std::mem::take(&mut st.no_rule);
+            st.metrics.add(C::SkippedNoRule, n);
+        }
+        self.pump();
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.reschedule(host::now_ms(), false);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            state: Rc::clone(&self.state),
+            track: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One exchange being watched.
+struct Track {
+    config: Rc<PluginConfig>,
+    needs: Rc<[RuleNeeds]>,
+    rule: usize,
+    method: String,
+    host: String,
+    path: String,
+    request_headers: Vec<(String, String)>,
+    /// Some while the rule reads the request body.
+    request_body: Option<Vec<u8>>,
+    request_encoding: Encoding,
+    request_complete: bool,
+    status: u16,
+    response_headers: Vec<(String, String)>,
+    /// Some while the rule reads the response body.
+    response_body: Option<Vec<u8>>,
+    response_encoding: Encoding,
+}
+
+impl Track {
+    fn rule(&self) -> Option<&Rule> {
+        self.config.rules.get(self.rule)
+    }
+
+    fn rule_name(&self) -> &str {
+        self.rule().map_or("?", |r| r.name.as_str())
+    }
+}
+
+/// Appends a body chunk unless the total would pass `limit`; false when it would.
+fn copy_chunk(which: BufferType, into: &mut Vec<u8>, chunk_size: usize, limit: usize) -> bool {
+    if chunk_size == 0 {
+        return true;
+    }
+    if into.len().saturating_add(chunk_size) > limit {
+        return false;
+    }
+    if let Some(chunk) = host::buffer(which, 0, chunk_size) {
+        into.extend_from_slice(&chunk);
+    }
+    true
+}
+
+struct Http {
+    state: Rc<RefCell<State>>,
+    track: Option<Box<Track>>,
+}
+
+impl Http {
+    fn count(&self, c: C) {
+        if let Ok(st) = self.state.try_borrow() {
+            st.metrics.inc(c);
+        }
+    }
+
+    /// Stops watching this exchange, counting why.
+    fn give_up(&mut self, c: C, level: LogLevel, why: &str) {
+        if let Some(t) = self.track.take() {
+            self.count(c);
+            if host::enabled(level) {
+                host::log(
+                    level,
+                    &format!("capi: rule {}: no event: {why}", t.rule_name()),
+                );
+            }
+        }
+    }
+
+    fn start(&mut self, end_of_stream: bool) {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(a) = st.active.as_ref() else { return };
+        let method = host::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
+        let path = host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
+        let authority = host::header(MapType::HttpRequestHeaders, ":authority").unwrap_or_default();
+        let Some(rule) = a.config.match_request(&method, &authority, &path) else {
+            st.no_rule += 1;
+            return;
+        };
+        let config = Rc::clone(&a.config);
+        let needs = Rc::clone(&a.needs);
+        drop(st);
+        let Some(rule_needs) = needs.get(rule) else {
+            return;
+        };
+        let reads_request_body = rule_needs.reads_request_body;
+        let request_headers = host::headers(MapType::HttpRequestHeaders, |k| {
+            rule_needs.request_headers.iter().any(|n| n == k)
+        });
+        self.count(C::Matched);
+        let rule_name = config.rules.get(rule).map_or("?", |r| r.name.as_str());
+        if let Err(denied) = consent::check(&config.consent, &request_headers) {
+            self.count(C::SkippedConsent);
+            if host::enabled(LogLevel::Debug) {
+                host::log(
+                    LogLevel::Debug,
+                    &format!(
+                        "capi: rule {rule_name}: no event: consent denied ({})",
+                        denied.as_str()
+                    ),
+                );
+            }
+            return;
+        }
+        let mut request_encoding = Encoding::Identity;
+        if reads_request_body {
+            let value = capi_core::extract::header(&request_headers, "content-encoding");
+            match parse_encoding(value) {
+                Ok(e) => request_encoding = e,
+                Err(_) => {
+                    self.count(C::SkippedEncoding);
+                    host::log(
+                        LogLevel::Warn,
+                        &format!(
+                            "capi: rule {rule_name}: no event: request Content-Encoding not supported"
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        self.track = Some(Box::new(Track {
+            config,
+            needs,
+            rule,
+            method,
+            host: authority,
+            path,
+            request_headers,
+            request_body: reads_request_body.then(Vec::new),
+            request_encoding,
+            request_complete: end_of_stream,
+            status: 0,
+            response_headers: Vec::new(),
+            response_body: None,
+            response_encoding: Encoding::Identity,
+        }));
+    }
+
+    fn response_started(&mut self, end_of_stream: bool) {
+        let Some(t) = self.track.as_mut() else { return };
+        let status = host::header(MapType::HttpResponseHeaders, ":status")
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .unwrap_or(0);
+        let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
+        let matches = t
+            .rule()
+            .is_some_and(|r| r.matcher.matches_response(status, content_type.as_deref()));
+        if !matches {
+            self.give_up(
+                C::SkippedStatus,
+                LogLevel::Debug,
+                &format!("response status {status} or content type did not match"),
+            );
+            return;
+        }
+        t.status = status;
+        let needs = Rc::clone(&t.needs);
+        let Some(needs) = needs.get(t.rule) else {
+            return;
+        };
+        t.response_headers = host::headers(MapType::HttpResponseHeaders, |k| {
+            needs.response_headers.iter().any(|n| n == k)
+        });
+        if needs.reads_response_body {
+            let limit = t.config.limits.max_body_bytes;
+            match parse_encoding(
+                host::header(MapType::HttpResponseHeaders, "content-encoding").as_deref(),
+            ) {
+                Ok(e) => t.response_encoding = e,
+                Err(_) => {
+                    self.give_up(
+                        C::SkippedEncoding,
+                        LogLevel::Warn,
+                        "response Content-Encoding not supported (only gzip, deflate)",
+                    );
+                    return;
+                }
+            }
+            let length = host::header(MapType::HttpResponseHeaders, "content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if length.is_some_and(|n| n > limit as u64) {
+                self.give_up(
+                    C::SkippedBodyTooLarge,
+                    LogLevel::Warn,
+                    "response body larger than limits.max_body_bytes",
+                );
+                return;
+            }
+            t.response_body = Some(Vec::new());
+        }
+        if end_of_stream {
+            self.finish();
+        }
+    }
+
+    /// The response is complete: decode, extract, hand the event to the outbox.
+    fn finish(&mut self) {
+        let Some(mut t) = self.track.take() else {
+            return;
+        };
+        let limit = t.config.limits.max_body_bytes;
+        let request_body = if t.request_complete {
+            t.request_body.take()
+        } else {
+            None
+        };
+        let response_body = t.response_body.take();
+        let Some(rule) = t.rule() else { return };
+        let decoded =
+            |body: Option<Vec<u8>>, enc: Encoding| body.map(|b| decode(enc, b, limit)).transpose();
+        let bodies = decoded(request_body, t.request_encoding)
+            .and_then(|q| Ok((q, decoded(response_body, t.response_encoding)?)));
+        let (request_body, response_body) = match bodies {
+            Ok(b) => b,
+            Err(e) => {
+                let c = if e == DecodeError::TooLarge {
+                    C::SkippedBodyTooLarge
+                } else {
+                    C::ExtractFailed
+                };
+                self.count(c);
+                host::log(
+                    LogLevel::Warn,
+                    &format!("capi: rule {}: no event: {}", rule.name, e.as_str()),
+                );
+                return;
+            }
+        };
+        let ex = Exchange {
+            method: &t.method,
+            host: &t.host,
+            path: &t.path,
+            request_headers: &t.request_headers,
+            request_body: request_body.as_deref(),
+            response_status: t.status,
+            response_headers: &t.response_headers,
+            response_body: response_body.as_deref(),
+        };
+        let now = host::now_ms();
+        let extracted = match extract_event(&t.config, rule, &ex, now) {
+            Ok(x) => x,
+            Err(e) => {
+                self.count(C::ExtractFailed);
+                host::log(
+                    LogLevel::Warn,
+                    &format!("capi: rule {}: no event: {e}", rule.name),
+                );
+                return;
+            }
+        };
+        if host::enabled(LogLevel::Debug) {
+            for s in &extracted.skipped {
+                host::log(
+                    LogLevel::Debug,
+                    &format!(
+                        "capi: rule {}: {} left out: {}",
+                        rule.name, s.field, s.reason
+                    ),
+                );
+            }
+        }
+        let event_id = extracted.event.event_id.clone();
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(a) = st.active.as_mut() else { return };
+        if !Rc::ptr_eq(&a.config, &t.config) {
+            return; // reconfigured meanwhile
+        }
+        if let Err(reason) = a.outbox.push(extracted.event, now) {
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "capi: rule {}: event {event_id} not queued: {reason}",
+                    rule.name
+                ),
+            );
+        }
+        st.sync_metrics();
+        st.reschedule(now, true);
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.start(end_of_stream);
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(t) = self.track.as_mut()
+            && !t.request_complete
+        {
+            let limit = t.config.limits.max_body_bytes;
+            if let Some(buf) = t.request_body.as_mut()
+                && !copy_chunk(BufferType::HttpRequestBody, buf, body_size, limit)
+            {
+                self.give_up(
+                    C::SkippedBodyTooLarge,
+                    LogLevel::Warn,
+                    "request body larger than limits.max_body_bytes",
+                );
+                return Action::Continue;
+            }
+            t.request_complete = end_of_stream;
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(t) = self.track.as_mut() {
+            t.request_complete = true;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.response_started(end_of_stream);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(t) = self.track.as_mut() else {
+            return Action::Continue;
+        };
+        if t.status == 0 {
+            return Action::Continue; // no response headers seen yet
+        }
+        let limit = t.config.limits.max_body_bytes;
+        if let Some(buf) = t.response_body.as_mut()
+            && !copy_chunk(BufferType::HttpResponseBody, buf, body_size, limit)
+        {
+            self.give_up(
+                C::SkippedBodyTooLarge,
+                LogLevel::Warn,
+                "response body larger than limits.max_body_bytes",
+            );
+            return Action::Continue;
+        }
+        if end_of_stream {
+            self.finish();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.track.as_ref().is_some_and(|t| t.status != 0) {
+            self.finish();
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Still watching at the end of the stream: the response never completed.
+        self.give_up(
+            C::SkippedIncomplete,
+            LogLevel::Debug,
+            "the exchange ended before the response completed",
+        );
+    }
+}
