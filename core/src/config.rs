@@ -325,6 +325,35 @@ pub struct Extract {
     pub user_agent: Option<Source>,
 }
 
+impl Extract {
+    /// Every configured source, in field order.
+    pub fn sources(&self) -> impl Iterator<Item = &Source> {
+        [
+            &self.order_id,
+            &self.value,
+            &self.currency,
+            &self.email,
+            &self.phone,
+            &self.guid,
+            &self.first_party_id,
+            &self.timestamp,
+            &self.user_agent,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Whether the rule needs the request body (the adapters buffer it only then).
+    pub fn reads_request_body(&self) -> bool {
+        self.sources().any(Source::reads_request_body)
+    }
+
+    /// Whether the rule needs the response body.
+    pub fn reads_response_body(&self) -> bool {
+        self.sources().any(Source::reads_response_body)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,

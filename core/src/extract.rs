@@ -6,9 +6,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
-use serde_json::Value;
 
-use crate::config::{PhoneAs, PluginConfig, Rule, ValueUnit};
+use crate::config::{Extract, PhoneAs, PluginConfig, Rule, ValueUnit};
+use crate::json_select::{self, Scalar};
 use crate::event::{ConversionEvent, IdName, Identifier, Timestamp};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
@@ -177,11 +177,15 @@ pub struct Extracted {
     pub skipped: Vec<SkippedId>,
 }
 
-/// Parsed bodies, each parsed at most once per exchange.
+/// The JSON fields a rule reads from one body, selected in a single pass on first use.
+type Selected = Result<Vec<(String, Option<Scalar>)>, ()>;
+
+/// Bodies of one exchange, each read at most once.
 struct Bodies<'a> {
     ex: &'a Exchange<'a>,
-    response_json: Option<Result<Value, ()>>,
-    request_json: Option<Result<Value, ()>>,
+    extract: &'a Extract,
+    response: Option<Selected>,
+    request: Option<Selected>,
 }
 
 /// A field's raw value: text, or a JSON number kept as such for exact money handling.
@@ -199,34 +203,53 @@ impl Raw {
     }
 }
 
-fn parse_json(body: Option<&[u8]>) -> Result<Value, ()> {
+/// Selects every pointer the rule reads from one body (`want` picks the sources of that body).
+fn select_body(body: Option<&[u8]>, extract: &Extract, want: fn(&Source) -> Option<&String>) -> Selected {
     let body = body.ok_or(())?;
-    serde_json::from_slice(body).map_err(|_| ())
+    let pointers: Vec<&String> = extract.sources().filter_map(want).collect();
+    let tokens: Vec<Vec<String>> = pointers.iter().map(|p| json_select::tokens(p)).collect();
+    let values = json_select::select(body, &tokens).map_err(|_| ())?;
+    Ok(pointers.into_iter().cloned().zip(values).collect())
+}
+
+fn response_pointer(s: &Source) -> Option<&String> {
+    match s {
+        Source::ResponseBody(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn request_pointer(s: &Source) -> Option<&String> {
+    match s {
+        Source::RequestBody(p) => Some(p),
+        _ => None,
+    }
 }
 
 impl Bodies<'_> {
     fn read(&mut self, source: &Source, field: &'static str) -> Result<Option<Raw>, ExtractError> {
         let ex = self.ex;
         let bad_body = |which: &str| ExtractError { field, reason: format!("{which} body is missing or not JSON") };
-        let from_json = |v: Option<&Value>| -> Result<Option<Raw>, ExtractError> {
-            match v {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(Raw::Text(s.clone()))),
-                Some(Value::Number(n)) => Ok(Some(Raw::Number(n.clone()))),
-                Some(Value::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
-                Some(_) => Err(ExtractError { field, reason: format!("{source} is an object or array, expected a scalar") }),
+        let lookup = |selected: &Selected, which: &str, ptr: &str| -> Result<Option<Raw>, ExtractError> {
+            let values = selected.as_ref().map_err(|()| bad_body(which))?;
+            match values.iter().find(|(p, _)| p == ptr).and_then(|(_, v)| v.as_ref()) {
+                None | Some(Scalar::Null) => Ok(None),
+                Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
+                Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
+                Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
+                Some(Scalar::Composite) => Err(ExtractError { field, reason: format!("{source} is an object or array, expected a scalar") }),
             }
         };
         match source {
             Source::ResponseBody(ptr) => {
-                let v = self.response_json.get_or_insert_with(|| parse_json(ex.response_body));
-                let v = v.as_ref().map_err(|()| bad_body("response"))?;
-                from_json(v.pointer(ptr))
+                let extract = self.extract;
+                let selected = self.response.get_or_insert_with(|| select_body(ex.response_body, extract, response_pointer));
+                lookup(selected, "response", ptr)
             }
             Source::RequestBody(ptr) => {
-                let v = self.request_json.get_or_insert_with(|| parse_json(ex.request_body));
-                let v = v.as_ref().map_err(|()| bad_body("request"))?;
-                from_json(v.pointer(ptr))
+                let extract = self.extract;
+                let selected = self.request.get_or_insert_with(|| select_body(ex.request_body, extract, request_pointer));
+                lookup(selected, "request", ptr)
             }
             Source::Form(name) => {
                 let body = ex.request_body.ok_or_else(|| bad_body("request"))?;
@@ -291,7 +314,7 @@ type ToIdentifier<'a> = dyn Fn(&str) -> Result<Identifier, IdError> + 'a;
 /// Builds the event a rule describes from one exchange. `now` is the default timestamp.
 pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now: UnixMillis) -> Result<Extracted, ExtractError> {
     let e = &rule.extract;
-    let mut b = Bodies { ex, response_json: None, request_json: None };
+    let mut b = Bodies { ex, extract: e, response: None, request: None };
 
     let currency = match b.text(&e.currency, "currency")? {
         Some(c) => {

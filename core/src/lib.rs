@@ -22,6 +22,7 @@ pub mod encode;
 pub mod event;
 pub mod event_id;
 pub mod extract;
+pub mod json_select;
 pub mod normalize;
 pub mod outbox;
 pub mod request;

@@ -65,18 +65,6 @@ struct RuleNeeds {
 
 impl RuleNeeds {
     fn of(rule: &Rule) -> Self {
-        let e = &rule.extract;
-        let sources = [
-            &e.order_id,
-            &e.value,
-            &e.currency,
-            &e.email,
-            &e.phone,
-            &e.guid,
-            &e.first_party_id,
-            &e.timestamp,
-            &e.user_agent,
-        ];
         // Consent reads sec-gpc and the cookie; the default user agent source is user-agent.
         let mut request_headers: Vec<String> = [
             "user-agent",
@@ -89,10 +77,7 @@ impl RuleNeeds {
         .map(|s| (*s).to_owned())
         .collect();
         let mut response_headers = Vec::new();
-        let (mut reads_request_body, mut reads_response_body) = (false, false);
-        for s in sources.into_iter().flatten() {
-            reads_request_body |= s.reads_request_body();
-            reads_response_body |= s.reads_response_body();
+        for s in rule.extract.sources() {
             match s {
                 Source::Header(n) if !request_headers.contains(n) => {
                     request_headers.push(n.clone())
@@ -106,8 +91,8 @@ impl RuleNeeds {
         RuleNeeds {
             request_headers,
             response_headers,
-            reads_request_body,
-            reads_response_body,
+            reads_request_body: rule.extract.reads_request_body(),
+            reads_response_body: rule.extract.reads_response_body(),
         }
     }
 }
