@@ -205,8 +205,12 @@ pub async fn serve<F, Fut>(
                         Ok(Ok(s)) => {
                             let _ = builder.serve_connection(TokioIo::new(s), svc).await;
                         }
-                        Ok(Err(e)) => log_line(&format!("capi sink: TLS handshake with {peer} failed: {e}")),
-                        Err(_) => log_line(&format!("capi sink: TLS handshake with {peer} timed out")),
+                        Ok(Err(e)) => {
+                            log_line(&format!("capi sink: TLS handshake with {peer} failed: {e}"))
+                        }
+                        Err(_) => {
+                            log_line(&format!("capi sink: TLS handshake with {peer} timed out"))
+                        }
                     }
                 }
                 None => {

@@ -32,7 +32,10 @@ impl fmt::Display for ConfigError {
 }
 
 fn cerr(path: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { path: path.to_owned(), reason: reason.into() }
+    ConfigError {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Which wire format the destination speaks (see `encode`).
@@ -73,7 +76,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// Parses `https://host[:port]/path?query`. Plain http is refused unless `allow_http_loopback`
 /// is set and the host is a loopback address.
 pub fn parse_url(s: &str, allow_http_loopback: bool) -> Result<Url, &'static str> {
-    let (scheme, rest) = s.split_once("://").ok_or("expected an absolute https:// URL")?;
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or("expected an absolute https:// URL")?;
     let scheme = scheme.to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "https" => 443,
@@ -107,8 +112,18 @@ pub fn parse_url(s: &str, allow_http_loopback: bool) -> Result<Url, &'static str
     if scheme == "http" && !(allow_http_loopback && is_loopback_host(&host)) {
         return Err("must be https (plain http only to a loopback host with allow_http_loopback)");
     }
-    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
-    Ok(Url { scheme, authority: authority.to_ascii_lowercase(), host: host.to_ascii_lowercase(), port, path })
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    Ok(Url {
+        scheme,
+        authority: authority.to_ascii_lowercase(),
+        host: host.to_ascii_lowercase(),
+        port,
+        path,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +274,8 @@ fn glob_match(pat: &[u8], s: &[u8]) -> bool {
             },
         }
     }
-    pat.get(p..).is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
+    pat.get(p..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,25 +294,39 @@ pub struct Match {
 impl Match {
     /// The request-side test: everything known when the request headers arrive.
     pub fn matches_request(&self, method: &str, host: &str, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.host.as_deref().is_none_or(|h| {
                 let host = if host.starts_with('[') {
-                    host.split_once(']').map_or(host, |(h, _)| h).trim_start_matches('[')
+                    host.split_once(']')
+                        .map_or(host, |(h, _)| h)
+                        .trim_start_matches('[')
                 } else {
                     host.split_once(':').map_or(host, |(h, _)| h)
                 };
                 h.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
-                    || h.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(host)
+                    || h.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .eq_ignore_ascii_case(host)
             })
             && self.path.matches(path)
     }
 
     /// The response-side test.
     pub fn matches_response(&self, status: u16, content_type: Option<&str>) -> bool {
-        let status_ok = if self.status.is_empty() { (200..300).contains(&status) } else { self.status.contains(&status) };
+        let status_ok = if self.status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.status.contains(&status)
+        };
         let ct_ok = self.content_type.as_deref().is_none_or(|want| {
             content_type.is_some_and(|ct| {
-                ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(want)
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(want)
             })
         });
         status_ok && ct_ok
@@ -377,24 +407,37 @@ impl PluginConfig {
     /// Parses and validates the whole configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-            cerr("", format!("not valid JSON (line {}, column {})", e.line(), e.column()))
+            cerr(
+                "",
+                format!("not valid JSON (line {}, column {})", e.line(), e.column()),
+            )
         })?;
         parse_config(&v)
     }
 
     /// The first rule whose request side matches, by index.
     pub fn match_request(&self, method: &str, host: &str, path: &str) -> Option<usize> {
-        self.rules.iter().position(|r| r.matcher.matches_request(method, host, path))
+        self.rules
+            .iter()
+            .position(|r| r.matcher.matches_request(method, host, path))
     }
 
     /// Resolves `*_env` secrets through the host's lookup (environment variables, Worker
     /// secrets). Returns the path of the first secret that cannot be resolved.
-    pub fn resolve_secrets(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    pub fn resolve_secrets(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         let resolve = |s: &mut Secret, path: &str| -> Result<(), ConfigError> {
             if let Secret::Env(name) = s {
                 match lookup(name).filter(|v| !v.is_empty()) {
                     Some(v) => *s = Secret::Inline(v),
-                    None => return Err(cerr(path, format!("environment variable {name} is not set"))),
+                    None => {
+                        return Err(cerr(
+                            path,
+                            format!("environment variable {name} is not set"),
+                        ));
+                    }
                 }
             }
             Ok(())
@@ -419,13 +462,21 @@ struct Obj<'a> {
 impl<'a> Obj<'a> {
     fn new(v: &'a Value, path: &str) -> Result<Self, ConfigError> {
         match v {
-            Value::Object(map) => Ok(Obj { map, path: path.to_owned(), used: BTreeSet::new() }),
+            Value::Object(map) => Ok(Obj {
+                map,
+                path: path.to_owned(),
+                used: BTreeSet::new(),
+            }),
             _ => Err(cerr(path, "expected an object")),
         }
     }
 
     fn child(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     fn get(&mut self, key: &'static str) -> Option<&'a Value> {
@@ -442,7 +493,8 @@ impl<'a> Obj<'a> {
     }
 
     fn str_req(&mut self, key: &'static str) -> Result<&'a str, ConfigError> {
-        self.str_opt(key)?.ok_or_else(|| cerr(&self.child(key), "required"))
+        self.str_opt(key)?
+            .ok_or_else(|| cerr(&self.child(key), "required"))
     }
 
     fn nonempty_str_opt(&mut self, key: &'static str) -> Result<Option<&'a str>, ConfigError> {
@@ -452,12 +504,20 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn u64_opt(&mut self, key: &'static str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+    fn u64_opt(
+        &mut self,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(cerr(&self.child(key), format!("expected an integer from {min} to {max}"))),
+                _ => Err(cerr(
+                    &self.child(key),
+                    format!("expected an integer from {min} to {max}"),
+                )),
             },
         }
     }
@@ -487,7 +547,9 @@ impl<'a> Obj<'a> {
 fn parse_config(v: &Value) -> Result<PluginConfig, ConfigError> {
     let mut root = Obj::new(v, "")?;
     let destination = {
-        let mut o = root.obj_opt("destination")?.ok_or_else(|| cerr("destination", "required"))?;
+        let mut o = root
+            .obj_opt("destination")?
+            .ok_or_else(|| cerr("destination", "required"))?;
         let d = parse_destination(&mut o)?;
         o.finish()?;
         d
@@ -551,20 +613,39 @@ fn parse_config(v: &Value) -> Result<PluginConfig, ConfigError> {
     }
     root.finish()?;
     if destination.batch.max_events > limits.queue_capacity {
-        return Err(cerr("destination.batch.max_events", "must not exceed limits.queue_capacity"));
+        return Err(cerr(
+            "destination.batch.max_events",
+            "must not exceed limits.queue_capacity",
+        ));
     }
-    Ok(PluginConfig { destination, auth, identifiers, consent, limits, retry, rules })
+    Ok(PluginConfig {
+        destination,
+        auth,
+        identifiers,
+        consent,
+        limits,
+        retry,
+        rules,
+    })
 }
 
 fn parse_destination(o: &mut Obj<'_>) -> Result<Destination, ConfigError> {
     let format = match o.str_opt("format")? {
         None | Some("seed") => Format::Seed,
-        Some(_) => return Err(cerr(&o.child("format"), "unknown format (supported: \"seed\")")),
+        Some(_) => {
+            return Err(cerr(
+                &o.child("format"),
+                "unknown format (supported: \"seed\")",
+            ));
+        }
     };
     let allow_http_loopback = o.bool_opt("allow_http_loopback")?.unwrap_or(false);
     let url_path = o.child("url");
     let url = parse_url(o.str_req("url")?, allow_http_loopback).map_err(|r| cerr(&url_path, r))?;
-    let envoy_cluster = o.nonempty_str_opt("envoy_cluster")?.unwrap_or("capi_destination").to_owned();
+    let envoy_cluster = o
+        .nonempty_str_opt("envoy_cluster")?
+        .unwrap_or("capi_destination")
+        .to_owned();
     let timeout_ms = o.u64_opt("timeout_ms", 1, 600_000)?.unwrap_or(5_000) as u32;
     let advertiser_id = o
         .u64_opt("advertiser_id", 0, u64::MAX)?
@@ -572,16 +653,25 @@ fn parse_destination(o: &mut Obj<'_>) -> Result<Destination, ConfigError> {
     let dsk_path = o.child("data_source_key");
     let data_source_key = o.str_req("data_source_key")?;
     if data_source_key.trim().is_empty() || data_source_key.len() > crate::event::MAX_KEY_LEN {
-        return Err(cerr(&dsk_path, "must be a non-empty string of at most 256 bytes"));
+        return Err(cerr(
+            &dsk_path,
+            "must be a non-empty string of at most 256 bytes",
+        ));
     }
     let batch = match o.obj_opt("batch")? {
         Some(mut b) => {
             let max_events = b.u64_opt("max_events", 1, 1000)?.unwrap_or(1) as usize;
             let max_wait_ms = b.u64_opt("max_wait_ms", 0, 60_000)?.unwrap_or(0) as i64;
             b.finish()?;
-            Batch { max_events, max_wait_ms }
+            Batch {
+                max_events,
+                max_wait_ms,
+            }
         }
-        None => Batch { max_events: 1, max_wait_ms: 0 },
+        None => Batch {
+            max_events: 1,
+            max_wait_ms: 0,
+        },
     };
     Ok(Destination {
         format,
@@ -595,11 +685,18 @@ fn parse_destination(o: &mut Obj<'_>) -> Result<Destination, ConfigError> {
     })
 }
 
-fn parse_secret(o: &mut Obj<'_>, inline: &'static str, env: &'static str) -> Result<Option<Secret>, ConfigError> {
+fn parse_secret(
+    o: &mut Obj<'_>,
+    inline: &'static str,
+    env: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
     let a = o.nonempty_str_opt(inline)?;
     let b = o.nonempty_str_opt(env)?;
     match (a, b) {
-        (Some(_), Some(_)) => Err(cerr(&o.child(env), format!("give either {inline} or {env}, not both"))),
+        (Some(_), Some(_)) => Err(cerr(
+            &o.child(env),
+            format!("give either {inline} or {env}, not both"),
+        )),
         (Some(s), None) => Ok(Some(Secret::Inline(s.to_owned()))),
         (None, Some(n)) => Ok(Some(Secret::Env(n.to_owned()))),
         (None, None) => Ok(None),
@@ -609,7 +706,11 @@ fn parse_secret(o: &mut Obj<'_>, inline: &'static str, env: &'static str) -> Res
 fn header_name(o: &mut Obj<'_>, key: &'static str, default: &str) -> Result<String, ConfigError> {
     let path = o.child(key);
     let name = o.str_opt(key)?.unwrap_or(default);
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(cerr(&path, "expected an HTTP header name"));
     }
     Ok(name.to_ascii_lowercase())
@@ -624,7 +725,11 @@ fn parse_auth(o: &mut Obj<'_>) -> Result<Auth, ConfigError> {
             let signature_header = header_name(&mut h, "signature_header", "x-capi-signature")?;
             let timestamp_header = header_name(&mut h, "timestamp_header", "x-capi-timestamp")?;
             h.finish()?;
-            Some(HmacSigning { secret, signature_header, timestamp_header })
+            Some(HmacSigning {
+                secret,
+                signature_header,
+                timestamp_header,
+            })
         }
         None => None,
     };
@@ -632,21 +737,41 @@ fn parse_auth(o: &mut Obj<'_>) -> Result<Auth, ConfigError> {
 }
 
 fn parse_identifiers(o: Option<&mut Obj<'_>>) -> Result<Identifiers, ConfigError> {
-    let mut out = Identifiers { default_calling_code: "1".to_owned(), phone_as: PhoneAs::Hashed, first_party_id_max_len: 128 };
+    let mut out = Identifiers {
+        default_calling_code: "1".to_owned(),
+        phone_as: PhoneAs::Hashed,
+        first_party_id_max_len: 128,
+    };
     if let Some(o) = o {
         if let Some(cc) = o.str_opt("default_calling_code")? {
             let cc = cc.trim_start_matches('+');
-            if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
-                return Err(cerr(&o.child("default_calling_code"), "expected a country calling code of 1 to 3 digits"));
+            if cc.is_empty()
+                || cc.len() > 3
+                || !cc.bytes().all(|b| b.is_ascii_digit())
+                || cc.starts_with('0')
+            {
+                return Err(cerr(
+                    &o.child("default_calling_code"),
+                    "expected a country calling code of 1 to 3 digits",
+                ));
             }
             out.default_calling_code = cc.to_owned();
         }
         out.phone_as = match o.str_opt("phone_as")? {
             None | Some("HashedPhone") => PhoneAs::Hashed,
             Some("Phone") => PhoneAs::Plain,
-            Some(_) => return Err(cerr(&o.child("phone_as"), "expected \"Phone\" or \"HashedPhone\"")),
+            Some(_) => {
+                return Err(cerr(
+                    &o.child("phone_as"),
+                    "expected \"Phone\" or \"HashedPhone\"",
+                ));
+            }
         };
-        if let Some(n) = o.u64_opt("first_party_id_max_len", 1, crate::normalize::MAX_FIRST_PARTY_ID_LEN as u64)? {
+        if let Some(n) = o.u64_opt(
+            "first_party_id_max_len",
+            1,
+            crate::normalize::MAX_FIRST_PARTY_ID_LEN as u64,
+        )? {
             out.first_party_id_max_len = n as usize;
         }
     }
@@ -654,18 +779,31 @@ fn parse_identifiers(o: Option<&mut Obj<'_>>) -> Result<Identifiers, ConfigError
 }
 
 fn parse_consent(o: Option<&mut Obj<'_>>) -> Result<Consent, ConfigError> {
-    let mut out = Consent { honor_gpc: true, cookie: None };
+    let mut out = Consent {
+        honor_gpc: true,
+        cookie: None,
+    };
     if let Some(o) = o {
         out.honor_gpc = o.bool_opt("honor_gpc")?.unwrap_or(true);
         if let Some(mut c) = o.obj_opt("cookie")? {
-            let name = c.nonempty_str_opt("name")?.ok_or_else(|| cerr(&c.child("name"), "required"))?.to_owned();
+            let name = c
+                .nonempty_str_opt("name")?
+                .ok_or_else(|| cerr(&c.child("name"), "required"))?
+                .to_owned();
             let path = c.child("deny_values");
             let deny_values = match c.get("deny_values") {
-                None => ["0", "false", "no", "denied", "deny"].iter().map(|s| (*s).to_owned()).collect(),
+                None => ["0", "false", "no", "denied", "deny"]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
                 Some(Value::Array(vs)) if !vs.is_empty() => vs
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| v.as_str().map(str::to_owned).ok_or_else(|| cerr(&format!("{path}[{i}]"), "expected a string")))
+                    .map(|(i, v)| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| cerr(&format!("{path}[{i}]"), "expected a string"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
                 Some(_) => return Err(cerr(&path, "expected a non-empty array of strings")),
             };
@@ -677,7 +815,12 @@ fn parse_consent(o: Option<&mut Obj<'_>>) -> Result<Consent, ConfigError> {
 }
 
 fn parse_limits(o: Option<&mut Obj<'_>>) -> Result<Limits, ConfigError> {
-    let mut out = Limits { max_body_bytes: 256 * 1024, queue_capacity: 1000, dedup_window_ms: 600_000, dedup_capacity: 10_000 };
+    let mut out = Limits {
+        max_body_bytes: 256 * 1024,
+        queue_capacity: 1000,
+        dedup_window_ms: 600_000,
+        dedup_capacity: 10_000,
+    };
     if let Some(o) = o {
         if let Some(n) = o.u64_opt("max_body_bytes", 1, 64 * 1024 * 1024)? {
             out.max_body_bytes = n as usize;
@@ -696,7 +839,12 @@ fn parse_limits(o: Option<&mut Obj<'_>>) -> Result<Limits, ConfigError> {
 }
 
 fn parse_retry(o: Option<&mut Obj<'_>>) -> Result<Retry, ConfigError> {
-    let mut out = Retry { max_attempts: 6, max_age_ms: 3_600_000, base_backoff_ms: 500, max_backoff_ms: 60_000 };
+    let mut out = Retry {
+        max_attempts: 6,
+        max_age_ms: 3_600_000,
+        base_backoff_ms: 500,
+        max_backoff_ms: 60_000,
+    };
     if let Some(o) = o {
         if let Some(n) = o.u64_opt("max_attempts", 1, 100)? {
             out.max_attempts = n as u32;
@@ -711,7 +859,10 @@ fn parse_retry(o: Option<&mut Obj<'_>>) -> Result<Retry, ConfigError> {
             out.max_backoff_ms = n as i64;
         }
         if out.max_backoff_ms < out.base_backoff_ms {
-            return Err(cerr(&o.child("max_backoff_ms"), "must be >= base_backoff_ms"));
+            return Err(cerr(
+                &o.child("max_backoff_ms"),
+                "must be >= base_backoff_ms",
+            ));
         }
     }
     Ok(out)
@@ -720,15 +871,31 @@ fn parse_retry(o: Option<&mut Obj<'_>>) -> Result<Retry, ConfigError> {
 fn parse_match(o: &mut Obj<'_>) -> Result<Match, ConfigError> {
     let method = match o.str_opt("method")? {
         None => None,
-        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => Some(m.to_ascii_uppercase()),
-        Some(_) => return Err(cerr(&o.child("method"), "expected an HTTP method such as POST")),
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(m.to_ascii_uppercase())
+        }
+        Some(_) => {
+            return Err(cerr(
+                &o.child("method"),
+                "expected an HTTP method such as POST",
+            ));
+        }
     };
     let exact = o.str_opt("path")?;
     let prefix = o.str_opt("path_prefix")?;
     let path = match (exact, prefix) {
-        (Some(_), Some(_)) => return Err(cerr(&o.child("path_prefix"), "give either path or path_prefix, not both")),
-        (Some(p), None) if !p.starts_with('/') => return Err(cerr(&o.child("path"), "must start with /")),
-        (None, Some(p)) if !p.starts_with('/') => return Err(cerr(&o.child("path_prefix"), "must start with /")),
+        (Some(_), Some(_)) => {
+            return Err(cerr(
+                &o.child("path_prefix"),
+                "give either path or path_prefix, not both",
+            ));
+        }
+        (Some(p), None) if !p.starts_with('/') => {
+            return Err(cerr(&o.child("path"), "must start with /"));
+        }
+        (None, Some(p)) if !p.starts_with('/') => {
+            return Err(cerr(&o.child("path_prefix"), "must start with /"));
+        }
         (Some(p), None) if p.contains('*') => PathPattern::Glob(p.to_owned()),
         (Some(p), None) => PathPattern::Exact(p.to_owned()),
         (None, Some(p)) => PathPattern::Prefix(p.to_owned()),
@@ -743,13 +910,29 @@ fn parse_match(o: &mut Obj<'_>) -> Result<Match, ConfigError> {
             .enumerate()
             .map(|(i, x)| match x.as_u64() {
                 Some(n @ 100..=599) => Ok(n as u16),
-                _ => Err(cerr(&format!("{status_path}[{i}]"), "expected an HTTP status from 100 to 599")),
+                _ => Err(cerr(
+                    &format!("{status_path}[{i}]"),
+                    "expected an HTTP status from 100 to 599",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(cerr(&status_path, "expected a non-empty array of HTTP statuses")),
+        Some(_) => {
+            return Err(cerr(
+                &status_path,
+                "expected a non-empty array of HTTP statuses",
+            ));
+        }
     };
-    let content_type = o.nonempty_str_opt("content_type")?.map(|s| s.trim().to_ascii_lowercase());
-    Ok(Match { method, path, host, status, content_type })
+    let content_type = o
+        .nonempty_str_opt("content_type")?
+        .map(|s| s.trim().to_ascii_lowercase());
+    Ok(Match {
+        method,
+        path,
+        host,
+        status,
+        content_type,
+    })
 }
 
 fn parse_source(o: &mut Obj<'_>, key: &'static str) -> Result<Option<Source>, ConfigError> {
@@ -767,7 +950,12 @@ fn parse_extract(o: &mut Obj<'_>) -> Result<Extract, ConfigError> {
         value_unit: match o.str_opt("value_unit")? {
             None | Some("major") => ValueUnit::Major,
             Some("minor") => ValueUnit::Minor,
-            Some(_) => return Err(cerr(&o.child("value_unit"), "expected \"major\" or \"minor\"")),
+            Some(_) => {
+                return Err(cerr(
+                    &o.child("value_unit"),
+                    "expected \"major\" or \"minor\"",
+                ));
+            }
         },
         currency: parse_source(o, "currency")?,
         email: parse_source(o, "email")?,
@@ -778,7 +966,10 @@ fn parse_extract(o: &mut Obj<'_>) -> Result<Extract, ConfigError> {
         user_agent: parse_source(o, "user_agent")?,
     };
     if e.email.is_none() && e.phone.is_none() && e.guid.is_none() && e.first_party_id.is_none() {
-        return Err(cerr(&o.path, "needs at least one identifier source (email, phone, guid or first_party_id)"));
+        return Err(cerr(
+            &o.path,
+            "needs at least one identifier source (email, phone, guid or first_party_id)",
+        ));
     }
     Ok(e)
 }
@@ -787,26 +978,48 @@ fn parse_rule(v: &Value, path: &str) -> Result<Rule, ConfigError> {
     let mut o = Obj::new(v, path)?;
     let name_path = o.child("name");
     let name = o.str_req("name")?;
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(cerr(&name_path, "expected 1 to 64 characters of [A-Za-z0-9_-]"));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(cerr(
+            &name_path,
+            "expected 1 to 64 characters of [A-Za-z0-9_-]",
+        ));
     }
     let ct_path = o.child("conversion_type");
-    let conversion_type = ConversionType::parse(o.str_req("conversion_type")?)
-        .ok_or_else(|| cerr(&ct_path, "expected Purchase, Page View, Signup, Lead or a custom name"))?;
+    let conversion_type =
+        ConversionType::parse(o.str_req("conversion_type")?).ok_or_else(|| {
+            cerr(
+                &ct_path,
+                "expected Purchase, Page View, Signup, Lead or a custom name",
+            )
+        })?;
     let matcher = {
-        let mut m = o.obj_opt("match")?.ok_or_else(|| cerr(&format!("{path}.match"), "required"))?;
+        let mut m = o
+            .obj_opt("match")?
+            .ok_or_else(|| cerr(&format!("{path}.match"), "required"))?;
         let r = parse_match(&mut m)?;
         m.finish()?;
         r
     };
     let extract = {
-        let mut e = o.obj_opt("extract")?.ok_or_else(|| cerr(&format!("{path}.extract"), "required"))?;
+        let mut e = o
+            .obj_opt("extract")?
+            .ok_or_else(|| cerr(&format!("{path}.extract"), "required"))?;
         let r = parse_extract(&mut e)?;
         e.finish()?;
         r
     };
     o.finish()?;
-    Ok(Rule { name: name.to_owned(), conversion_type, matcher, extract })
+    Ok(Rule {
+        name: name.to_owned(),
+        conversion_type,
+        matcher,
+        extract,
+    })
 }
 
 /// A complete configuration aimed at a local `capi sink`: the CLI's and the demo's default.
@@ -834,10 +1047,16 @@ mod tests {
     #[test]
     fn urls() {
         let u = parse_url("https://Capi.Example.com/v1/events?x=1", false).unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("capi.example.com", 443, "/v1/events?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("capi.example.com", 443, "/v1/events?x=1")
+        );
         assert!(parse_url("http://capi.example.com/", true).is_err());
         assert!(parse_url("http://127.0.0.1:8080/x", false).is_err());
-        assert_eq!(parse_url("http://127.0.0.1:8080/x", true).unwrap().port, 8080);
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080/x", true).unwrap().port,
+            8080
+        );
         assert_eq!(parse_url("https://[::1]:9443", false).unwrap().path, "/");
         assert!(parse_url("ftp://x/", true).is_err());
         assert!(parse_url("https://user@x/", true).is_err());

@@ -29,8 +29,11 @@ pub fn check(consent: &Consent, request_headers: &[(String, String)]) -> Result<
     }
     if let Some(c) = &consent.cookie
         && let Some(v) = cookie(request_headers, &c.name)
-            && c.deny_values.iter().any(|d| d.eq_ignore_ascii_case(v.trim())) {
-                return Err(ConsentDenied::Cookie);
-            }
+        && c.deny_values
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(v.trim()))
+    {
+        return Err(ConsentDenied::Cookie);
+    }
     Ok(())
 }

@@ -104,7 +104,11 @@ impl Identifier {
     pub fn validate(&self) -> Result<(), &'static str> {
         let ok = match self.name {
             IdName::HashedEmail | IdName::HashedPhone => {
-                self.id.len() == 64 && self.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                self.id.len() == 64
+                    && self
+                        .id
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             }
             IdName::Phone => {
                 (normalize::MIN_PHONE_DIGITS..=normalize::MAX_PHONE_DIGITS).contains(&self.id.len())
@@ -112,17 +116,23 @@ impl Identifier {
                     && !self.id.starts_with('0')
             }
             IdName::Guid => normalize::parse_guid(&self.id).is_ok_and(|g| g == self.id),
-            IdName::FirstPartyId => normalize::normalize_first_party_id(&self.id, normalize::MAX_FIRST_PARTY_ID_LEN)
-                .is_ok_and(|v| v == self.id),
+            IdName::FirstPartyId => {
+                normalize::normalize_first_party_id(&self.id, normalize::MAX_FIRST_PARTY_ID_LEN)
+                    .is_ok_and(|v| v == self.id)
+            }
         };
         if ok {
             Ok(())
         } else {
             Err(match self.name {
-                IdName::HashedEmail | IdName::HashedPhone => "expected 64 lower-case hex characters (SHA-256)",
+                IdName::HashedEmail | IdName::HashedPhone => {
+                    "expected 64 lower-case hex characters (SHA-256)"
+                }
                 IdName::Phone => "expected 8 to 15 digits with country code, no formatting",
                 IdName::Guid => "expected a lower-case hyphenated UUID",
-                IdName::FirstPartyId => "expected a trimmed, non-empty id of at most 256 characters",
+                IdName::FirstPartyId => {
+                    "expected a trimmed, non-empty id of at most 256 characters"
+                }
             })
         }
     }
@@ -180,7 +190,10 @@ impl fmt::Display for EventError {
 }
 
 fn err(field: &str, reason: &str) -> EventError {
-    EventError { field: field.to_string(), reason: reason.to_string() }
+    EventError {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Longest `order_id`/`event_id`/`data_source_key` accepted.
@@ -190,10 +203,16 @@ impl ConversionEvent {
     /// Checks everything the spec requires beyond the JSON shape.
     pub fn validate(&self) -> Result<(), EventError> {
         if self.data_source_key.trim().is_empty() || self.data_source_key.len() > MAX_KEY_LEN {
-            return Err(err("data_source_key", "must be a non-empty string of at most 256 bytes"));
+            return Err(err(
+                "data_source_key",
+                "must be a non-empty string of at most 256 bytes",
+            ));
         }
         if self.event_id.trim().is_empty() || self.event_id.len() > MAX_KEY_LEN {
-            return Err(err("event_id", "must be a non-empty string of at most 256 bytes"));
+            return Err(err(
+                "event_id",
+                "must be a non-empty string of at most 256 bytes",
+            ));
         }
         if self.ids.is_empty() {
             return Err(err("ids", "at least one user identifier is required"));
@@ -202,16 +221,21 @@ impl ConversionEvent {
             id.validate().map_err(|r| err(&format!("ids[{i}].id"), r))?;
         }
         if let Some(v) = self.value
-            && (!v.is_finite() || v < 0.0) {
-                return Err(err("value", "must be a finite number >= 0"));
-            }
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(err("value", "must be a finite number >= 0"));
+        }
         if !crate::currency::is_currency(&self.currency) {
             return Err(err("currency", "must be an upper-case ISO 4217 code"));
         }
         if let Some(o) = &self.order_id
-            && (o.trim().is_empty() || o.len() > MAX_KEY_LEN) {
-                return Err(err("order_id", "must be a non-empty string of at most 256 bytes"));
-            }
+            && (o.trim().is_empty() || o.len() > MAX_KEY_LEN)
+        {
+            return Err(err(
+                "order_id",
+                "must be a non-empty string of at most 256 bytes",
+            ));
+        }
         Ok(())
     }
 
@@ -234,7 +258,14 @@ impl ConversionEvent {
         let ev: Self = serde_json::from_value(v.clone()).map_err(|e| {
             let msg = e.to_string();
             let field = msg.split_once(':').map_or("body", |(f, _)| f);
-            err(if FIELDS.iter().any(|(k, _, _)| *k == field) { field } else { "body" }, "invalid value")
+            err(
+                if FIELDS.iter().any(|(k, _, _)| *k == field) {
+                    field
+                } else {
+                    "body"
+                },
+                "invalid value",
+            )
         })?;
         ev.validate()?;
         Ok(ev)
@@ -252,7 +283,11 @@ pub fn events_from_json(bytes: &[u8]) -> Result<Vec<ConversionEvent>, EventError
             .enumerate()
             .map(|(i, item)| {
                 ConversionEvent::from_value(item).map_err(|e| EventError {
-                    field: if e.field == "body" { format!("[{i}]") } else { format!("[{i}].{}", e.field) },
+                    field: if e.field == "body" {
+                        format!("[{i}]")
+                    } else {
+                        format!("[{i}].{}", e.field)
+                    },
                     reason: e.reason,
                 })
             })
@@ -314,7 +349,9 @@ fn shown_key(k: &str) -> String {
 }
 
 fn check_shape(v: &Value) -> Result<(), EventError> {
-    let obj = v.as_object().ok_or_else(|| err("body", "expected a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| err("body", "expected a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| !FIELDS.iter().any(|(f, _, _)| f == k)) {
         return Err(err(&shown_key(k), "unknown field"));
     }
@@ -328,7 +365,9 @@ fn check_shape(v: &Value) -> Result<(), EventError> {
     }
     if let Some(Value::Array(ids)) = obj.get("ids") {
         for (i, id) in ids.iter().enumerate() {
-            let o = id.as_object().ok_or_else(|| err(&format!("ids[{i}]"), "expected an object with id and name"))?;
+            let o = id
+                .as_object()
+                .ok_or_else(|| err(&format!("ids[{i}]"), "expected an object with id and name"))?;
             if let Some(k) = o.keys().find(|k| *k != "id" && *k != "name") {
                 return Err(err(&format!("ids[{i}].{}", shown_key(k)), "unknown field"));
             }
@@ -338,7 +377,12 @@ fn check_shape(v: &Value) -> Result<(), EventError> {
             }
             match o.get("name").and_then(Value::as_str) {
                 Some("Guid" | "HashedEmail" | "Phone" | "HashedPhone" | "FirstPartyId") => {}
-                _ => return Err(err(&format!("ids[{i}].name"), "expected Guid, HashedEmail, Phone, HashedPhone or FirstPartyId")),
+                _ => {
+                    return Err(err(
+                        &format!("ids[{i}].name"),
+                        "expected Guid, HashedEmail, Phone, HashedPhone or FirstPartyId",
+                    ));
+                }
             }
         }
     }

@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::config::{Extract, PhoneAs, PluginConfig, Rule, ValueUnit};
-use crate::json_select::{self, Scalar};
 use crate::event::{ConversionEvent, IdName, Identifier, Timestamp};
+use crate::json_select::{self, Scalar};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
 use crate::user_agent::parse_user_agent;
@@ -40,7 +40,9 @@ fn is_json_pointer(p: &str) -> bool {
     // RFC 6901: "" or "/"-separated tokens where "~" must be followed by 0 or 1.
     (p.is_empty() || p.starts_with('/')) && {
         let b = p.as_bytes();
-        b.iter().enumerate().all(|(i, c)| *c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
+        b.iter()
+            .enumerate()
+            .all(|(i, c)| *c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
     }
 }
 
@@ -74,7 +76,11 @@ impl Source {
             "query" => Self::Query(name(key)?),
             "const" if !key.is_empty() => Self::Const(key.to_owned()),
             "const" => return Err("const: expected a value".to_owned()),
-            _ => return Err(format!("unknown source kind {kind:?}; expected a JSON pointer source (response:/ptr, request:/ptr) or form:, header:, response_header:, cookie:, query:, const:")),
+            _ => {
+                return Err(format!(
+                    "unknown source kind {kind:?}; expected a JSON pointer source (response:/ptr, request:/ptr) or form:, header:, response_header:, cookie:, query:, const:"
+                ));
+            }
         })
     }
 
@@ -120,7 +126,10 @@ pub struct Exchange<'a> {
 
 /// Looks up a header by lower-case name.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// The value of one cookie from the `cookie` request header(s).
@@ -147,7 +156,8 @@ pub fn form_value(encoded: &str, name: &str) -> Option<String> {
 
 /// The query string's value for `name`.
 pub fn query_value(path: &str, name: &str) -> Option<String> {
-    path.split_once('?').and_then(|(_, q)| form_value(q.split('#').next().unwrap_or(q), name))
+    path.split_once('?')
+        .and_then(|(_, q)| form_value(q.split('#').next().unwrap_or(q), name))
 }
 
 /// Why no event came out of an exchange. `field` names the event field (or `ids`).
@@ -204,7 +214,11 @@ impl Raw {
 }
 
 /// Selects every pointer the rule reads from one body (`want` picks the sources of that body).
-fn select_body(body: Option<&[u8]>, extract: &Extract, want: fn(&Source) -> Option<&String>) -> Selected {
+fn select_body(
+    body: Option<&[u8]>,
+    extract: &Extract,
+    want: fn(&Source) -> Option<&String>,
+) -> Selected {
     let body = body.ok_or(())?;
     let pointers: Vec<&String> = extract.sources().filter_map(want).collect();
     let tokens: Vec<Vec<String>> = pointers.iter().map(|p| json_select::tokens(p)).collect();
@@ -229,51 +243,84 @@ fn request_pointer(s: &Source) -> Option<&String> {
 impl Bodies<'_> {
     fn read(&mut self, source: &Source, field: &'static str) -> Result<Option<Raw>, ExtractError> {
         let ex = self.ex;
-        let bad_body = |which: &str| ExtractError { field, reason: format!("{which} body is missing or not JSON") };
-        let lookup = |selected: &Selected, which: &str, ptr: &str| -> Result<Option<Raw>, ExtractError> {
-            let values = selected.as_ref().map_err(|()| bad_body(which))?;
-            match values.iter().find(|(p, _)| p == ptr).and_then(|(_, v)| v.as_ref()) {
-                None | Some(Scalar::Null) => Ok(None),
-                Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
-                Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
-                Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
-                Some(Scalar::Composite) => Err(ExtractError { field, reason: format!("{source} is an object or array, expected a scalar") }),
-            }
+        let bad_body = |which: &str| ExtractError {
+            field,
+            reason: format!("{which} body is missing or not JSON"),
         };
+        let lookup =
+            |selected: &Selected, which: &str, ptr: &str| -> Result<Option<Raw>, ExtractError> {
+                let values = selected.as_ref().map_err(|()| bad_body(which))?;
+                match values
+                    .iter()
+                    .find(|(p, _)| p == ptr)
+                    .and_then(|(_, v)| v.as_ref())
+                {
+                    None | Some(Scalar::Null) => Ok(None),
+                    Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
+                    Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
+                    Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
+                    Some(Scalar::Composite) => Err(ExtractError {
+                        field,
+                        reason: format!("{source} is an object or array, expected a scalar"),
+                    }),
+                }
+            };
         match source {
             Source::ResponseBody(ptr) => {
                 let extract = self.extract;
-                let selected = self.response.get_or_insert_with(|| select_body(ex.response_body, extract, response_pointer));
+                let selected = self.response.get_or_insert_with(|| {
+                    select_body(ex.response_body, extract, response_pointer)
+                });
                 lookup(selected, "response", ptr)
             }
             Source::RequestBody(ptr) => {
                 let extract = self.extract;
-                let selected = self.request.get_or_insert_with(|| select_body(ex.request_body, extract, request_pointer));
+                let selected = self
+                    .request
+                    .get_or_insert_with(|| select_body(ex.request_body, extract, request_pointer));
                 lookup(selected, "request", ptr)
             }
             Source::Form(name) => {
                 let body = ex.request_body.ok_or_else(|| bad_body("request"))?;
-                let text = core::str::from_utf8(body).map_err(|_| ExtractError { field, reason: "request body is not UTF-8".to_owned() })?;
+                let text = core::str::from_utf8(body).map_err(|_| ExtractError {
+                    field,
+                    reason: "request body is not UTF-8".to_owned(),
+                })?;
                 Ok(form_value(text, name).map(Raw::Text))
             }
-            Source::Header(name) => Ok(header(ex.request_headers, name).map(|s| Raw::Text(s.to_owned()))),
-            Source::ResponseHeader(name) => Ok(header(ex.response_headers, name).map(|s| Raw::Text(s.to_owned()))),
-            Source::Cookie(name) => Ok(cookie(ex.request_headers, name).map(|s| Raw::Text(normalize::percent_decode(s, false)))),
+            Source::Header(name) => {
+                Ok(header(ex.request_headers, name).map(|s| Raw::Text(s.to_owned())))
+            }
+            Source::ResponseHeader(name) => {
+                Ok(header(ex.response_headers, name).map(|s| Raw::Text(s.to_owned())))
+            }
+            Source::Cookie(name) => Ok(cookie(ex.request_headers, name)
+                .map(|s| Raw::Text(normalize::percent_decode(s, false)))),
             Source::Query(name) => Ok(query_value(ex.path, name).map(Raw::Text)),
             Source::Const(v) => Ok(Some(Raw::Text(v.clone()))),
         }
     }
 
-    fn text(&mut self, source: &Option<Source>, field: &'static str) -> Result<Option<String>, ExtractError> {
+    fn text(
+        &mut self,
+        source: &Option<Source>,
+        field: &'static str,
+    ) -> Result<Option<String>, ExtractError> {
         match source {
             None => Ok(None),
-            Some(s) => Ok(self.read(s, field)?.map(Raw::into_text).filter(|t| !t.trim().is_empty())),
+            Some(s) => Ok(self
+                .read(s, field)?
+                .map(Raw::into_text)
+                .filter(|t| !t.trim().is_empty())),
         }
     }
 }
 
 fn missing(field: &'static str, source: &Source) -> ExtractError {
-    ExtractError { field, reason: format!("missing at {source}") }
+    ExtractError {
+        field,
+        reason: format!("missing at {source}"),
+    }
 }
 
 /// Parses a money amount: a JSON number or a numeric string such as "12.50". In minor units
@@ -312,20 +359,37 @@ fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'stati
 type ToIdentifier<'a> = dyn Fn(&str) -> Result<Identifier, IdError> + 'a;
 
 /// Builds the event a rule describes from one exchange. `now` is the default timestamp.
-pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now: UnixMillis) -> Result<Extracted, ExtractError> {
+pub fn extract_event(
+    config: &PluginConfig,
+    rule: &Rule,
+    ex: &Exchange<'_>,
+    now: UnixMillis,
+) -> Result<Extracted, ExtractError> {
     let e = &rule.extract;
-    let mut b = Bodies { ex, extract: e, response: None, request: None };
+    let mut b = Bodies {
+        ex,
+        extract: e,
+        response: None,
+        request: None,
+    };
 
     let currency = match b.text(&e.currency, "currency")? {
         Some(c) => {
             let c = c.trim().to_ascii_uppercase();
             if !currency::is_currency(&c) {
-                return Err(ExtractError { field: "currency", reason: "not an ISO 4217 currency code".to_owned() });
+                return Err(ExtractError {
+                    field: "currency",
+                    reason: "not an ISO 4217 currency code".to_owned(),
+                });
             }
             c
         }
         None => match &e.currency {
-            Some(src @ Source::ResponseBody(_) | src @ Source::RequestBody(_) | src @ Source::Form(_)) => {
+            Some(
+                src @ Source::ResponseBody(_)
+                | src @ Source::RequestBody(_)
+                | src @ Source::Form(_),
+            ) => {
                 return Err(missing("currency", src));
             }
             _ => "USD".to_owned(),
@@ -336,17 +400,27 @@ pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now:
         None => None,
         Some(src) => {
             let raw = b.read(src, "value")?.ok_or_else(|| missing("value", src))?;
-            Some(parse_value(raw, e.value_unit, &currency).map_err(|r| ExtractError { field: "value", reason: r.to_owned() })?)
+            Some(
+                parse_value(raw, e.value_unit, &currency).map_err(|r| ExtractError {
+                    field: "value",
+                    reason: r.to_owned(),
+                })?,
+            )
         }
     };
 
     let order_id = match &e.order_id {
         None => None,
         Some(src) => {
-            let o = b.text(&e.order_id, "order_id")?.ok_or_else(|| missing("order_id", src))?;
+            let o = b
+                .text(&e.order_id, "order_id")?
+                .ok_or_else(|| missing("order_id", src))?;
             let o = o.trim().to_owned();
             if o.len() > crate::event::MAX_KEY_LEN {
-                return Err(ExtractError { field: "order_id", reason: "longer than 256 bytes".to_owned() });
+                return Err(ExtractError {
+                    field: "order_id",
+                    reason: "longer than 256 bytes".to_owned(),
+                });
             }
             Some(o)
         }
@@ -356,20 +430,43 @@ pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now:
         None => now,
         Some(src) => match b.text(&e.timestamp, "timestamp")? {
             None => now,
-            Some(t) => parse_iso8601(&t).ok_or(ExtractError { field: "timestamp", reason: format!("{src} is not ISO 8601") })?,
+            Some(t) => parse_iso8601(&t).ok_or(ExtractError {
+                field: "timestamp",
+                reason: format!("{src} is not ISO 8601"),
+            })?,
         },
     };
 
     let ids_cfg = &config.identifiers;
     let hashed_phone = ids_cfg.phone_as == PhoneAs::Hashed;
-    let email = |v: &str| normalize::hash_email(v).map(|id| Identifier { id, name: IdName::HashedEmail });
-    let phone = |v: &str| normalize::phone_identifier(v, &ids_cfg.default_calling_code, hashed_phone);
-    let guid = |v: &str| normalize::parse_guid(v).map(|id| Identifier { id, name: IdName::Guid });
-    let fpid = |v: &str| {
-        normalize::normalize_first_party_id(v, ids_cfg.first_party_id_max_len).map(|id| Identifier { id, name: IdName::FirstPartyId })
+    let email = |v: &str| {
+        normalize::hash_email(v).map(|id| Identifier {
+            id,
+            name: IdName::HashedEmail,
+        })
     };
-    let sources: [(&'static str, &Option<Source>, &ToIdentifier<'_>); 4] =
-        [("email", &e.email, &email), ("phone", &e.phone, &phone), ("guid", &e.guid, &guid), ("first_party_id", &e.first_party_id, &fpid)];
+    let phone =
+        |v: &str| normalize::phone_identifier(v, &ids_cfg.default_calling_code, hashed_phone);
+    let guid = |v: &str| {
+        normalize::parse_guid(v).map(|id| Identifier {
+            id,
+            name: IdName::Guid,
+        })
+    };
+    let fpid = |v: &str| {
+        normalize::normalize_first_party_id(v, ids_cfg.first_party_id_max_len).map(|id| {
+            Identifier {
+                id,
+                name: IdName::FirstPartyId,
+            }
+        })
+    };
+    let sources: [(&'static str, &Option<Source>, &ToIdentifier<'_>); 4] = [
+        ("email", &e.email, &email),
+        ("phone", &e.phone, &phone),
+        ("guid", &e.guid, &guid),
+        ("first_party_id", &e.first_party_id, &fpid),
+    ];
     let mut ids: Vec<Identifier> = Vec::with_capacity(4);
     let mut skipped = Vec::new();
     let mut absent = Vec::new();
@@ -392,15 +489,29 @@ pub fn extract_event(config: &PluginConfig, rule: &Rule, ex: &Exchange<'_>, now:
         for (field, src) in &absent {
             reason.push_str(&format!("; {field}: missing at {src}"));
         }
-        return Err(ExtractError { field: "ids", reason });
+        return Err(ExtractError {
+            field: "ids",
+            reason,
+        });
     }
 
-    let ua_source = e.user_agent.clone().unwrap_or_else(|| Source::Header("user-agent".to_owned()));
-    let user_agent = b.text(&Some(ua_source), "user_agent")?.map(|raw| parse_user_agent(&raw));
+    let ua_source = e
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| Source::Header("user-agent".to_owned()));
+    let user_agent = b
+        .text(&Some(ua_source), "user_agent")?
+        .map(|raw| parse_user_agent(&raw));
 
     let conversion_type = rule.conversion_type.clone();
     let advertiser_id = config.destination.advertiser_id;
-    let event_id = event_id::derive(advertiser_id, &conversion_type, order_id.as_deref(), &ids[0], Timestamp(timestamp));
+    let event_id = event_id::derive(
+        advertiser_id,
+        &conversion_type,
+        order_id.as_deref(),
+        &ids[0],
+        Timestamp(timestamp),
+    );
     let event = ConversionEvent {
         advertiser_id,
         data_source_key: config.destination.data_source_key.clone(),

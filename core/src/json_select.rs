@@ -21,16 +21,29 @@ pub enum Scalar {
 
 /// RFC 6901 reference tokens of a pointer (`/a~1b/0` → `["a/b", "0"]`).
 pub fn tokens(pointer: &str) -> Vec<String> {
-    pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect()
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect()
 }
 
 /// The values at `pointers` (each already split into tokens), in the same order; None where
 /// nothing stands. Err when the body is not one valid JSON document.
-pub fn select(body: &[u8], pointers: &[Vec<String>]) -> Result<Vec<Option<Scalar>>, serde_json::Error> {
+pub fn select(
+    body: &[u8],
+    pointers: &[Vec<String>],
+) -> Result<Vec<Option<Scalar>>, serde_json::Error> {
     let mut out = alloc::vec![None; pointers.len()];
     let live: Vec<usize> = (0..pointers.len()).collect();
     let mut de = serde_json::Deserializer::from_slice(body);
-    Node { pointers, live: &live, depth: 0, out: &mut out }.deserialize(&mut de)?;
+    Node {
+        pointers,
+        live: &live,
+        depth: 0,
+        out: &mut out,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(out)
 }
@@ -46,7 +59,8 @@ struct Node<'p, 'o> {
 impl Node<'_, '_> {
     fn set_here(&mut self, v: &Scalar) {
         for &i in self.live {
-            if let (true, Some(slot)) = (self.pointers[i].len() == self.depth, self.out.get_mut(i)) {
+            if let (true, Some(slot)) = (self.pointers[i].len() == self.depth, self.out.get_mut(i))
+            {
                 *slot = Some(v.clone());
             }
         }
@@ -54,7 +68,11 @@ impl Node<'_, '_> {
 
     /// Pointers that continue into the child named `token`.
     fn children(&self, token: &str) -> Vec<usize> {
-        self.live.iter().copied().filter(|&i| self.pointers[i].get(self.depth).is_some_and(|t| t == token)).collect()
+        self.live
+            .iter()
+            .copied()
+            .filter(|&i| self.pointers[i].get(self.depth).is_some_and(|t| t == token))
+            .collect()
     }
 }
 
@@ -89,7 +107,11 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         Ok(())
     }
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        if self.live.iter().any(|&i| self.pointers[i].len() == self.depth) {
+        if self
+            .live
+            .iter()
+            .any(|&i| self.pointers[i].len() == self.depth)
+        {
             self.set_here(&Scalar::Str(String::from(v)));
         }
         Ok(())
@@ -103,7 +125,12 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         self.set_here(&Scalar::Composite);
         while let Some(next) = map.next_key_seed(KeyMatch { node: &self })? {
             match next {
-                Some(live) => map.next_value_seed(Node { pointers: self.pointers, live: &live, depth: self.depth + 1, out: &mut *self.out })?,
+                Some(live) => map.next_value_seed(Node {
+                    pointers: self.pointers,
+                    live: &live,
+                    depth: self.depth + 1,
+                    out: &mut *self.out,
+                })?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -122,7 +149,13 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             let more = if live.is_empty() {
                 seq.next_element::<IgnoredAny>()?.is_some()
             } else {
-                seq.next_element_seed(Node { pointers: self.pointers, live: &live, depth: self.depth + 1, out: &mut *self.out })?.is_some()
+                seq.next_element_seed(Node {
+                    pointers: self.pointers,
+                    live: &live,
+                    depth: self.depth + 1,
+                    out: &mut *self.out,
+                })?
+                .is_some()
             };
             if !more {
                 return Ok(());
@@ -178,7 +211,20 @@ mod tests {
     #[test]
     fn agrees_with_value_pointer() {
         let body = r#"{"order":{"id":"A-1","total":12.5,"n":3,"neg":-2,"ok":true,"none":null,"items":[{"sku":"x"},{"sku":"y"}]},"a/b":{"~":"t"},"":1}"#;
-        let ptrs = ["/order/id", "/order/total", "/order/n", "/order/neg", "/order/ok", "/order/none", "/order/items/1/sku", "/order/items", "/order/missing", "/a~1b/~0", "/", "/order/items/9/sku"];
+        let ptrs = [
+            "/order/id",
+            "/order/total",
+            "/order/n",
+            "/order/neg",
+            "/order/ok",
+            "/order/none",
+            "/order/items/1/sku",
+            "/order/items",
+            "/order/missing",
+            "/a~1b/~0",
+            "/",
+            "/order/items/9/sku",
+        ];
         let got = sel(body, &ptrs);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         for (p, g) in ptrs.iter().zip(&got) {

@@ -7,7 +7,10 @@
 //! leads to. Time, randomness and secrets are always arguments: nothing here reads a clock,
 //! an environment or a socket, so the same code runs in Envoy, in a Worker and natively.
 #![no_std]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]
@@ -29,10 +32,10 @@ pub mod request;
 pub mod time;
 pub mod user_agent;
 
+pub use collect::collect_event;
 pub use config::{ConfigError, PluginConfig};
 pub use delivery::{Answer, DeliveryPlan, DropReason};
-pub use event::{events_from_json, ConversionEvent, ConversionType, IdName, Identifier, Timestamp};
-pub use collect::collect_event;
+pub use event::{ConversionEvent, ConversionType, IdName, Identifier, Timestamp, events_from_json};
 pub use extract::{Exchange, ExtractError, Extracted, extract_event};
 pub use outbox::{Outbox, OutboxConfig, OutboxCounters};
 pub use request::{CapiRequest, build_request};

@@ -84,9 +84,22 @@ pub fn normalize_email(raw: &str) -> Result<String, IdError> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '(' | ')' | '[' | ']' | '\\'));
-    if plausible { Ok(e) } else { Err(IdError::NotAnEmail) }
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && !e.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '<' | '>' | ',' | ';' | '"' | '(' | ')' | '[' | ']' | '\\'
+                )
+        });
+    if plausible {
+        Ok(e)
+    } else {
+        Err(IdError::NotAnEmail)
+    }
 }
 
 /// The HashedEmail value: an existing SHA-256 hex passes through lower-cased, anything else
@@ -146,15 +159,28 @@ pub fn normalize_phone(raw: &str, default_calling_code: &str) -> Result<String, 
 
 /// The phone as an identifier: plain `Phone` digits or `HashedPhone`, as configured. An
 /// already-hashed value can only be a HashedPhone and passes through lower-cased.
-pub fn phone_identifier(raw: &str, default_calling_code: &str, hashed: bool) -> Result<Identifier, IdError> {
+pub fn phone_identifier(
+    raw: &str,
+    default_calling_code: &str,
+    hashed: bool,
+) -> Result<Identifier, IdError> {
     if is_sha256_hex(raw) {
-        return Ok(Identifier { id: raw.trim().to_ascii_lowercase(), name: IdName::HashedPhone });
+        return Ok(Identifier {
+            id: raw.trim().to_ascii_lowercase(),
+            name: IdName::HashedPhone,
+        });
     }
     let digits = normalize_phone(raw, default_calling_code)?;
     Ok(if hashed {
-        Identifier { id: sha256_hex(digits.as_bytes()), name: IdName::HashedPhone }
+        Identifier {
+            id: sha256_hex(digits.as_bytes()),
+            name: IdName::HashedPhone,
+        }
     } else {
-        Identifier { id: digits, name: IdName::Phone }
+        Identifier {
+            id: digits,
+            name: IdName::Phone,
+        }
     })
 }
 
@@ -163,13 +189,24 @@ pub fn phone_identifier(raw: &str, default_calling_code: &str, hashed: bool) -> 
 pub fn parse_guid(raw: &str) -> Result<String, IdError> {
     let t = raw.trim();
     let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
-    let t = t.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(t);
+    let t = t
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(t);
     let b = t.as_bytes();
     if b.len() != 36 {
-        return Err(if t.is_empty() { IdError::Empty } else { IdError::NotAUuid });
+        return Err(if t.is_empty() {
+            IdError::Empty
+        } else {
+            IdError::NotAUuid
+        });
     }
     for (i, c) in b.iter().enumerate() {
-        let ok = if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() };
+        let ok = if matches!(i, 8 | 13 | 18 | 23) {
+            *c == b'-'
+        } else {
+            c.is_ascii_hexdigit()
+        };
         if !ok {
             return Err(IdError::NotAUuid);
         }
@@ -242,12 +279,27 @@ mod tests {
             ("jane.doe@example.com", Ok(JANE)),
             ("  Jane.Doe@Example.COM  ", Ok(JANE)),
             ("\tjane.doe@EXAMPLE.com\n", Ok(JANE)),
-            ("jane.doe+shop@example.com", Ok("bb55843f3da2af28071cd4be7ae1e05989dc6d3ea4833906f7d8fe4be35afad8")),
-            ("ÉLODIE@exemple.fr", Ok("f34116fa1fa2ab3840367c97ac2fc11e9e811bc3c424a1361abfc3d719c18e8c")),
-            ("用户@例子.广告", Ok("47b40c8a3b16aa231eecd6e9e92f4b16818e2ff8f2531ae7ceedb0afbd9c0ab7")),
-            ("John@Example.org", Ok("b5fb79bc07fa24049f99f456f8f530af1cb9a13db14c4b02c83be7c1f0ceb968")),
+            (
+                "jane.doe+shop@example.com",
+                Ok("bb55843f3da2af28071cd4be7ae1e05989dc6d3ea4833906f7d8fe4be35afad8"),
+            ),
+            (
+                "ÉLODIE@exemple.fr",
+                Ok("f34116fa1fa2ab3840367c97ac2fc11e9e811bc3c424a1361abfc3d719c18e8c"),
+            ),
+            (
+                "用户@例子.广告",
+                Ok("47b40c8a3b16aa231eecd6e9e92f4b16818e2ff8f2531ae7ceedb0afbd9c0ab7"),
+            ),
+            (
+                "John@Example.org",
+                Ok("b5fb79bc07fa24049f99f456f8f530af1cb9a13db14c4b02c83be7c1f0ceb968"),
+            ),
             // Already hashed, upper case and padded: lower-cased, never hashed again.
-            (" 86E0B9E56C17CC4D12387E1949B85053FBE73BC3CE5A1188713A9D300CC6133D ", Ok(JANE)),
+            (
+                " 86E0B9E56C17CC4D12387E1949B85053FBE73BC3CE5A1188713A9D300CC6133D ",
+                Ok(JANE),
+            ),
             ("not-an-email", Err(IdError::NotAnEmail)),
             ("a@b", Err(IdError::NotAnEmail)),
             ("a@@b.com", Err(IdError::NotAnEmail)),
@@ -258,7 +310,11 @@ mod tests {
             (&JANE[1..], Err(IdError::NotAnEmail)),
         ];
         for (input, want) in cases {
-            assert_eq!(hash_email(input).as_deref().map_err(|e| *e), *want, "input {input:?}");
+            assert_eq!(
+                hash_email(input).as_deref().map_err(|e| *e),
+                *want,
+                "input {input:?}"
+            );
         }
     }
 
@@ -280,41 +336,84 @@ mod tests {
             ("", "1", Err(IdError::Empty)),
         ];
         for (input, cc, want) in cases {
-            assert_eq!(normalize_phone(input, cc).as_deref().map_err(|e| *e), *want, "input {input:?} cc {cc}");
+            assert_eq!(
+                normalize_phone(input, cc).as_deref().map_err(|e| *e),
+                *want,
+                "input {input:?} cc {cc}"
+            );
         }
     }
 
     #[test]
     fn phone_identifiers_plain_hashed_and_prehashed() {
         let plain = phone_identifier("+1 (415) 555-2671", "1", false).unwrap();
-        assert_eq!((plain.id.as_str(), plain.name), ("14155552671", IdName::Phone));
+        assert_eq!(
+            (plain.id.as_str(), plain.name),
+            ("14155552671", IdName::Phone)
+        );
         let hashed = phone_identifier("+1 (415) 555-2671", "1", true).unwrap();
-        assert_eq!((hashed.id.as_str(), hashed.name), (PHONE_US, IdName::HashedPhone));
+        assert_eq!(
+            (hashed.id.as_str(), hashed.name),
+            (PHONE_US, IdName::HashedPhone)
+        );
         let pre = phone_identifier(&PHONE_US.to_ascii_uppercase(), "1", false).unwrap();
         assert_eq!((pre.id.as_str(), pre.name), (PHONE_US, IdName::HashedPhone));
         let uk = phone_identifier("0044 20 7946 0958", "1", true).unwrap();
-        assert_eq!(uk.id, "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823");
+        assert_eq!(
+            uk.id,
+            "35e206e5dec4c89b9e8b71b8c32724a5bb518483ac5a20c6617d738375b3b823"
+        );
     }
 
     #[test]
     fn guid_known_answers() {
         let want = "85b04ded-09dd-4015-ad30-581e45452dd9";
-        assert_eq!(parse_guid("85B04DED-09DD-4015-AD30-581E45452DD9").as_deref(), Ok(want));
-        assert_eq!(parse_guid(" {85b04ded-09dd-4015-ad30-581e45452dd9} ").as_deref(), Ok(want));
-        assert_eq!(parse_guid("urn:uuid:85b04ded-09dd-4015-ad30-581e45452dd9").as_deref(), Ok(want));
-        assert_eq!(parse_guid("85b04ded09dd4015ad30581e45452dd9"), Err(IdError::NotAUuid));
-        assert_eq!(parse_guid("85b04ded-09dd-4015-ad30-581e45452dzz"), Err(IdError::NotAUuid));
-        assert_eq!(uuid_v4_from_bytes([0; 16]), "00000000-0000-4000-8000-000000000000");
-        assert_eq!(uuid_v4_from_bytes([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(
+            parse_guid("85B04DED-09DD-4015-AD30-581E45452DD9").as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_guid(" {85b04ded-09dd-4015-ad30-581e45452dd9} ").as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_guid("urn:uuid:85b04ded-09dd-4015-ad30-581e45452dd9").as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_guid("85b04ded09dd4015ad30581e45452dd9"),
+            Err(IdError::NotAUuid)
+        );
+        assert_eq!(
+            parse_guid("85b04ded-09dd-4015-ad30-581e45452dzz"),
+            Err(IdError::NotAUuid)
+        );
+        assert_eq!(
+            uuid_v4_from_bytes([0; 16]),
+            "00000000-0000-4000-8000-000000000000"
+        );
+        assert_eq!(
+            uuid_v4_from_bytes([0xff; 16]),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        );
         let g = uuid_v4_from_bytes(*b"0123456789abcdef");
         assert_eq!(parse_guid(&g).as_deref(), Ok(g.as_str()));
     }
 
     #[test]
     fn first_party_ids() {
-        assert_eq!(normalize_first_party_id("  customer_12345 ", 128).as_deref(), Ok("customer_12345"));
-        assert_eq!(normalize_first_party_id("x".repeat(129).as_str(), 128), Err(IdError::TooLong));
-        assert_eq!(normalize_first_party_id("a\u{0}b", 128), Err(IdError::ControlCharacter));
+        assert_eq!(
+            normalize_first_party_id("  customer_12345 ", 128).as_deref(),
+            Ok("customer_12345")
+        );
+        assert_eq!(
+            normalize_first_party_id("x".repeat(129).as_str(), 128),
+            Err(IdError::TooLong)
+        );
+        assert_eq!(
+            normalize_first_party_id("a\u{0}b", 128),
+            Err(IdError::ControlCharacter)
+        );
         assert_eq!(normalize_first_party_id(" ", 128), Err(IdError::Empty));
     }
 

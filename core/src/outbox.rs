@@ -24,7 +24,11 @@ pub struct DedupWindow {
 
 impl DedupWindow {
     pub fn new(window_ms: i64, capacity: usize) -> Self {
-        Self { window_ms, capacity, ..Self::default() }
+        Self {
+            window_ms,
+            capacity,
+            ..Self::default()
+        }
     }
 
     fn expire(&mut self, now: UnixMillis) {
@@ -33,9 +37,10 @@ impl DedupWindow {
                 break;
             }
             if let Some((t, id)) = self.order.pop_front()
-                && self.seen.get(&id) == Some(&t) {
-                    self.seen.remove(&id);
-                }
+                && self.seen.get(&id) == Some(&t)
+            {
+                self.seen.remove(&id);
+            }
         }
     }
 
@@ -49,10 +54,11 @@ impl DedupWindow {
             return false;
         }
         if self.seen.len() >= self.capacity
-            && let Some((_, old)) = self.order.pop_front() {
-                self.seen.remove(&old);
-                self.evicted += 1;
-            }
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+            self.evicted += 1;
+        }
         self.seen.insert(String::from(id), now);
         self.order.push_back((now, String::from(id)));
         true
@@ -155,7 +161,12 @@ pub struct OutboxConfig {
 
 impl OutboxConfig {
     pub fn from_plugin(c: &PluginConfig) -> Self {
-        Self { retry: c.retry.clone(), batch: c.destination.batch.clone(), limits: c.limits.clone(), max_in_flight: 64 }
+        Self {
+            retry: c.retry.clone(),
+            batch: c.destination.batch.clone(),
+            limits: c.limits.clone(),
+            max_in_flight: 64,
+        }
     }
 }
 
@@ -215,7 +226,14 @@ impl Outbox {
         }
         self.held += 1;
         self.counters.enqueued += 1;
-        self.ready.push_back(Pending { event, meta: Meta { attempts: 0, first_attempt_at: None, ready_at: now } });
+        self.ready.push_back(Pending {
+            event,
+            meta: Meta {
+                attempts: 0,
+                first_attempt_at: None,
+                ready_at: now,
+            },
+        });
         Ok(())
     }
 
@@ -231,7 +249,11 @@ impl Outbox {
     /// The next request to send, if one is due: `build` turns the batch's events into the
     /// adapter's request (it may fail; then the events stay queued). Returns the request id to
     /// pass back with the answer.
-    pub fn poll_transmit<R, E>(&mut self, now: UnixMillis, build: impl FnOnce(&[ConversionEvent]) -> Result<R, E>) -> Option<Result<(u64, R), E>> {
+    pub fn poll_transmit<R, E>(
+        &mut self,
+        now: UnixMillis,
+        build: impl FnOnce(&[ConversionEvent]) -> Result<R, E>,
+    ) -> Option<Result<(u64, R), E>> {
         self.promote_due(now);
         if self.ready.is_empty() || self.in_flight.len() >= self.cfg.max_in_flight {
             return None;
@@ -243,7 +265,8 @@ impl Outbox {
         }
         let n = self.ready.len().min(max);
         // Split events from their bookkeeping so `build` borrows them without a clone.
-        let (mut events, mut meta): (Vec<ConversionEvent>, Vec<Meta>) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut events, mut meta): (Vec<ConversionEvent>, Vec<Meta>) =
+            (Vec::with_capacity(n), Vec::with_capacity(n));
         for p in self.ready.drain(..n) {
             events.push(p.event);
             meta.push(p.meta);
@@ -271,17 +294,29 @@ impl Outbox {
 
     /// Applies an answer to every event of request `id`. Unknown ids (already settled) give
     /// an empty list.
-    pub fn on_answer(&mut self, id: u64, answer: &Answer<'_>, now: UnixMillis, random: u64) -> Vec<Settled> {
+    pub fn on_answer(
+        &mut self,
+        id: u64,
+        answer: &Answer<'_>,
+        now: UnixMillis,
+        random: u64,
+    ) -> Vec<Settled> {
         let Some((events, meta)) = self.in_flight.remove(&id) else {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(events.len());
         for (i, (event, mut m)) in events.into_iter().zip(meta).enumerate() {
             // Each event of a batch gets its own jitter so retries spread out.
-            let r = random.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
+            let r = random
+                .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .rotate_left(17);
             let first = m.first_attempt_at.unwrap_or(now);
             let decision = plan(&self.cfg.retry, answer, m.attempts, first, now, r);
-            let settled = Settled { event_id: event.event_id.clone(), attempts: m.attempts, plan: decision };
+            let settled = Settled {
+                event_id: event.event_id.clone(),
+                attempts: m.attempts,
+                plan: decision,
+            };
             match &settled.plan {
                 DeliveryPlan::Delivered => {
                     self.counters.delivered += 1;
@@ -291,7 +326,8 @@ impl Outbox {
                     self.counters.retried += 1;
                     m.ready_at = *at;
                     self.seq += 1;
-                    self.scheduled.insert((*at, self.seq), Pending { event, meta: m });
+                    self.scheduled
+                        .insert((*at, self.seq), Pending { event, meta: m });
                 }
                 DeliveryPlan::Drop { reason, .. } => {
                     self.counters.count_drop(*reason);
@@ -307,7 +343,10 @@ impl Outbox {
     /// times out), if anything is waiting.
     pub fn next_wakeup(&self) -> Option<UnixMillis> {
         let retry = self.scheduled.keys().next().map(|(t, _)| *t);
-        let batch = self.ready.front().map(|p| p.meta.ready_at + self.cfg.batch.max_wait_ms);
+        let batch = self
+            .ready
+            .front()
+            .map(|p| p.meta.ready_at + self.cfg.batch.max_wait_ms);
         match (retry, batch) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -33,7 +33,11 @@ impl CapiRequest {
 
     /// Headers with secret values replaced, for printing and logs.
     pub fn masked_headers(&self, config: &PluginConfig) -> Vec<(String, String)> {
-        let sig = config.auth.hmac.as_ref().map(|h| h.signature_header.as_str());
+        let sig = config
+            .auth
+            .hmac
+            .as_ref()
+            .map(|h| h.signature_header.as_str());
         self.headers
             .iter()
             .map(|(k, v)| {
@@ -83,7 +87,11 @@ pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
 pub fn verify(secret: &[u8], unix_seconds: i64, body: &[u8], signature_hex: &str) -> bool {
     let want = sign(secret, unix_seconds, body);
     want.len() == signature_hex.len()
-        && want.bytes().zip(signature_hex.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase())) == 0
+        && want
+            .bytes()
+            .zip(signature_hex.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+            == 0
 }
 
 fn inline<'a>(secret: &'a Secret, path: &'static str) -> Result<&'a str, BuildError> {
@@ -94,7 +102,11 @@ fn inline<'a>(secret: &'a Secret, path: &'static str) -> Result<&'a str, BuildEr
 }
 
 /// Builds the destination request for one event or a batch, signed at `now`.
-pub fn build_request(config: &PluginConfig, events: &[ConversionEvent], now: UnixMillis) -> Result<CapiRequest, BuildError> {
+pub fn build_request(
+    config: &PluginConfig,
+    events: &[ConversionEvent],
+    now: UnixMillis,
+) -> Result<CapiRequest, BuildError> {
     if events.is_empty() {
         return Err(BuildError::NoEvents);
     }
@@ -105,13 +117,19 @@ pub fn build_request(config: &PluginConfig, events: &[ConversionEvent], now: Uni
     let mut headers = Vec::with_capacity(5);
     headers.push(("content-type".to_owned(), encoder.content_type().to_owned()));
     if let Some(token) = &config.auth.bearer_token {
-        headers.push(("authorization".to_owned(), format!("Bearer {}", inline(token, "auth.bearer_token")?)));
+        headers.push((
+            "authorization".to_owned(),
+            format!("Bearer {}", inline(token, "auth.bearer_token")?),
+        ));
     }
     if let Some(h) = &config.auth.hmac {
         let secret = inline(&h.secret, "auth.hmac.secret")?;
         let ts = now.div_euclid(1000);
         headers.push((h.timestamp_header.clone(), format!("{ts}")));
-        headers.push((h.signature_header.clone(), sign(secret.as_bytes(), ts, &body)));
+        headers.push((
+            h.signature_header.clone(),
+            sign(secret.as_bytes(), ts, &body),
+        ));
     }
     Ok(CapiRequest {
         method: "POST",

@@ -94,7 +94,10 @@ impl Cursor<'_> {
 /// Parses an ISO 8601 / RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]`, or a bare
 /// date `YYYY-MM-DD` (midnight UTC). A time without an offset is taken as UTC.
 pub fn parse_iso8601(s: &str) -> Option<UnixMillis> {
-    let mut c = Cursor { s: s.trim().as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.trim().as_bytes(),
+        i: 0,
+    };
     let y = c.digits(4)?;
     if !c.eat(b'-') {
         return None;
@@ -209,16 +212,28 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_iso8601(1_795_686_120_000), "2026-11-26T09:42:00.000Z");
+        assert_eq!(
+            format_iso8601(1_795_686_120_000),
+            "2026-11-26T09:42:00.000Z"
+        );
         assert_eq!(format_iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(format_iso8601(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
     fn parses_offsets_and_fractions() {
-        assert_eq!(parse_iso8601("2026-11-26T09:42:00Z"), Some(1_795_686_120_000));
-        assert_eq!(parse_iso8601("2026-11-26T10:42:00+01:00"), Some(1_795_686_120_000));
-        assert_eq!(parse_iso8601("2026-11-26T09:42:00.5Z"), Some(1_795_686_120_500));
+        assert_eq!(
+            parse_iso8601("2026-11-26T09:42:00Z"),
+            Some(1_795_686_120_000)
+        );
+        assert_eq!(
+            parse_iso8601("2026-11-26T10:42:00+01:00"),
+            Some(1_795_686_120_000)
+        );
+        assert_eq!(
+            parse_iso8601("2026-11-26T09:42:00.5Z"),
+            Some(1_795_686_120_500)
+        );
         assert_eq!(parse_iso8601("2026-11-26"), Some(1_795_651_200_000));
         assert_eq!(parse_iso8601("2026-02-30T00:00:00Z"), None);
         assert_eq!(parse_iso8601("2026-11-26T09:42:00Zjunk"), None);
@@ -234,7 +249,10 @@ mod tests {
 
     #[test]
     fn parses_http_dates() {
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777_000)
+        );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
         assert_eq!(parse_http_date("120"), None);
     }

@@ -1,9 +1,11 @@
 //! User-Agent parsing without regex: enough structure for ad-platform matching.
 //!
-//! The parser is a handful of substring searches over the header, tried in a fixed order
-//! (bots first, then in-app webviews, then browsers whose tokens hide others: Edge, Opera and
-//! Samsung Internet all announce `Chrome/`, and Chrome announces `Safari/`). It never panics
-//! and never slices a string other than on a char boundary.
+//! The parser first makes one pass over the header that records where each token it cares
+//! about first occurs (see [`Scan`]), then decides from those positions in a fixed order (bots
+//! first, then in-app webviews, then browsers whose tokens hide others: Edge, Opera and Samsung
+//! Internet all announce `Chrome/`, and Chrome announces `Safari/`). Browser and OS tokens are
+//! matched exactly, as real User-Agents spell them; bot names case-insensitively. It never
+//! panics and never slices a string other than on a char boundary.
 
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
@@ -51,11 +53,12 @@ const UNKNOWN: &str = "Unknown";
 /// `device_type` is [`DeviceType::Bot`].
 pub fn parse_user_agent(raw: &str) -> UserAgent {
     let ua = truncate(raw, MAX_USER_AGENT_LEN);
-    let os = detect_os(ua);
-    let (browser_name, browser_version, is_bot, device_type) = match detect_bot(ua) {
+    let scan = Scan::new(ua);
+    let os = detect_os(&scan);
+    let (browser_name, browser_version, is_bot, device_type) = match detect_bot(&scan) {
         Some((name, version)) => (name, version, true, DeviceType::Bot),
         None => {
-            let (name, version) = detect_browser(ua, os.name);
+            let (name, version) = detect_browser(&scan, os.name);
             (name, version, false, os.device)
         }
     };
@@ -82,137 +85,72 @@ fn truncate(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or("")
 }
 
-/// Byte offset of the first ASCII-case-insensitive occurrence of `needle` (which must be
-/// ASCII) in `hay`. Because the needle is ASCII, the match starts and ends on char boundaries.
-fn find_ci(hay: &str, needle: &str) -> Option<usize> {
-    let n = needle.as_bytes();
-    if n.is_empty() {
-        return Some(0);
-    }
-    hay.as_bytes()
-        .windows(n.len())
-        .position(|w| w.eq_ignore_ascii_case(n))
-}
-
-/// The text after the first exact occurrence of `token`.
-fn after<'a>(hay: &'a str, token: &str) -> Option<&'a str> {
-    hay.find(token)
-        .and_then(|i| hay.get(i.saturating_add(token.len())..))
-}
-
-/// The text after the first ASCII-case-insensitive occurrence of `token` (ASCII).
-fn after_ci<'a>(hay: &'a str, token: &str) -> Option<&'a str> {
-    find_ci(hay, token).and_then(|i| hay.get(i.saturating_add(token.len())..))
-}
-
-/// The longest prefix of `s` whose chars all satisfy `keep`.
-fn take_while(s: &str, keep: impl Fn(char) -> bool) -> &str {
-    let end = s.find(|c: char| !keep(c)).unwrap_or(s.len());
-    s.get(..end).unwrap_or("")
-}
-
-fn is_version_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
-}
-
-/// A version token at the start of `s`: letters, digits, '.', '_' and '-'.
-fn version_at(s: &str) -> &str {
-    take_while(s, is_version_char)
-}
-
-/// The version token right after `name/` (e.g. `version_of(ua, "Chrome/")`).
-fn version_of<'a>(ua: &'a str, token: &str) -> Option<&'a str> {
-    after(ua, token).map(version_at)
-}
-
-/// A numeric version at the start of `s` ("17_4_1", "10.15.7"), with '_' turned into '.' and
-/// any trailing separator dropped.
-fn numeric_version(s: &str) -> String {
-    let v = take_while(s, |c| c.is_ascii_digit() || c == '.' || c == '_');
-    let v = v.trim_end_matches(['.', '_']);
-    v.replace('_', ".")
-}
-
-struct Os {
-    name: &'static str,
-    version: String,
-    device: DeviceType,
-}
-
-fn detect_os(ua: &str) -> Os {
-    let os = |name, version, device| Os {
-        name,
-        version,
-        device,
+/// Declares a fieldless enum naming the tokens of one table and, in the same order, the
+/// table of their texts, so that `Enum::Variant as usize` indexes the table.
+macro_rules! token_table {
+    ($(#[$meta:meta])* enum $name:ident in $table:ident { $($variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy)]
+        enum $name {
+            $($variant,)*
+        }
+        const $table: &[&str] = &[$($text,)*];
     };
-    // iOS first: its UAs say "like Mac OS X". iPadOS 13+ in desktop mode says "Macintosh" and
-    // is reported as macOS, which is all the header lets anyone know.
-    let ipad = ua.contains("iPad");
-    if ipad || ua.contains("iPhone") || ua.contains("iPod") {
-        let version = after(ua, "CPU")
-            .and_then(|rest| after(rest, "OS "))
-            .map(numeric_version)
-            .filter(|v| !v.is_empty())
-            .or_else(|| after(ua, "iOS ").map(numeric_version))
-            .unwrap_or_default();
-        let device = if ipad {
-            DeviceType::Tablet
-        } else {
-            DeviceType::Mobile
-        };
-        return os("iOS", version, device);
+}
+
+token_table! {
+    /// Tokens matched exactly (browser and OS tokens always spelled one way). Only the first
+    /// occurrence of each is ever used.
+    enum Needle in TOKENS {
+        IPad = "iPad",
+        IPhone = "iPhone",
+        IPod = "iPod",
+        Cpu = "CPU",
+        IosSp = "iOS ",
+        Android = "Android",
+        Mobile = "Mobile",
+        Windows = "Windows",
+        WindowsNtSp = "Windows NT ",
+        CrosSp = "CrOS ",
+        MacOsX = "Mac OS X",
+        MacOsXSp = "Mac OS X ",
+        Macintosh = "Macintosh",
+        Linux = "Linux",
+        X11 = "X11",
+        Ubuntu = "Ubuntu",
+        InstagramSp = "Instagram ",
+        Fban = "FBAN/",
+        Fbav = "FBAV/",
+        FbIab = "FB_IAB",
+        MusicalLy = "musical_ly",
+        MusicalLyUs = "musical_ly_",
+        BytedanceWebview = "BytedanceWebview",
+        TikTok = "TikTok",
+        TikTokSp = "TikTok ",
+        AppVersionLower = "app_version/",
+        AppVersion = "AppVersion/",
+        EdgA = "EdgA/",
+        EdgiOs = "EdgiOS/",
+        Edg = "Edg/",
+        Edge = "Edge/",
+        Opr = "OPR/",
+        Opt = "OPT/",
+        OpiOs = "OPiOS/",
+        Opera = "Opera/",
+        OperaSp = "Opera ",
+        SamsungBrowser = "SamsungBrowser/",
+        FxiOs = "FxiOS/",
+        Firefox = "Firefox/",
+        Chromium = "Chromium/",
+        CriOs = "CriOS/",
+        Chrome = "Chrome/",
+        Safari = "Safari/",
+        Version = "Version/",
     }
-    // Android before Linux: Android UAs say "Linux; Android 14".
-    if let Some(rest) = after(ua, "Android") {
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
-        let device = if ua.contains("Mobile") {
-            DeviceType::Mobile
-        } else {
-            DeviceType::Tablet
-        };
-        return os("Android", numeric_version(rest), device);
-    }
-    if ua.contains("Windows") {
-        let version = after(ua, "Windows NT ")
-            .map(|rest| {
-                let nt = take_while(rest, |c| c.is_ascii_digit() || c == '.');
-                String::from(match nt {
-                    "10.0" => "10",
-                    "6.3" => "8.1",
-                    "6.2" => "8",
-                    "6.1" => "7",
-                    "6.0" => "Vista",
-                    "5.1" | "5.2" => "XP",
-                    "5.0" => "2000",
-                    other => other,
-                })
-            })
-            .unwrap_or_default();
-        return os("Windows", version, DeviceType::Desktop);
-    }
-    // Chrome OS before Linux: "X11; CrOS x86_64 14541.0.0". The version is the platform one.
-    if let Some(rest) = after(ua, "CrOS ") {
-        let version = rest
-            .split([' ', ')', ';'])
-            .nth(1)
-            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
-            .map(numeric_version)
-            .unwrap_or_default();
-        return os("Chrome OS", version, DeviceType::Desktop);
-    }
-    if ua.contains("Mac OS X") || ua.contains("Macintosh") {
-        let version = after(ua, "Mac OS X ")
-            .map(numeric_version)
-            .unwrap_or_default();
-        return os("macOS", version, DeviceType::Desktop);
-    }
-    if ua.contains("Linux") || ua.contains("X11") || ua.contains("Ubuntu") {
-        return os("Linux", String::new(), DeviceType::Desktop);
-    }
-    os(UNKNOWN, String::new(), DeviceType::Unknown)
 }
 
 /// Well-known automated clients: (needle, searched case-insensitively; reported name).
+/// Tried in this order: the first one present anywhere wins.
 const KNOWN_BOTS: &[(&str, &str)] = &[
     ("Googlebot", "Googlebot"),
     ("AdsBot-Google", "AdsBot-Google"),
@@ -241,22 +179,377 @@ const KNOWN_BOTS: &[(&str, &str)] = &[
 /// Words that mark a self-declared crawler anywhere inside a product token.
 const BOT_WORDS: &[&str] = &["bot", "crawler", "spider"];
 
+/// The case-insensitive tokens [`Scan`] looks for: token k is `KNOWN_BOTS[k].0`, then token
+/// `KNOWN_BOTS.len() + j` is `BOT_WORDS[j]`.
+fn ci_token(k: usize) -> Option<&'static str> {
+    match KNOWN_BOTS.get(k) {
+        Some(&(needle, _)) => Some(needle),
+        None => BOT_WORDS.get(k.checked_sub(KNOWN_BOTS.len())?).copied(),
+    }
+}
+
+const CI_TOKEN_COUNT: usize = KNOWN_BOTS.len() + BOT_WORDS.len();
+
+/// Bits of the case-insensitive tokens that are well-known bots.
+const KNOWN_BOTS_MASK: u64 = (1u64 << KNOWN_BOTS.len()) - 1;
+
+/// Bits of the case-insensitive tokens that are bot words.
+const BOT_WORDS_MASK: u64 = ((1u64 << CI_TOKEN_COUNT) - 1) & !KNOWN_BOTS_MASK;
+
 /// Device models that contain a bot word but are phones.
 const NOT_BOTS: &[&str] = &["cubot"];
 
-/// Returns (bot name, bot version) when the UA is an automated client.
-fn detect_bot(ua: &str) -> Option<(&str, &str)> {
-    for &(needle, name) in KNOWN_BOTS {
-        if let Some(rest) = after_ci(ua, needle) {
-            let version = if needle.ends_with('/') {
-                version_at(rest)
-            } else {
-                rest.strip_prefix('/').map(version_at).unwrap_or("")
-            };
-            return Some((name, version));
-        }
+/// Sets bit `k` for byte `first`, and when `fold` for its other ASCII case too.
+const fn mark(table: &mut [u64; 256], first: u8, k: usize, fold: bool) {
+    table[first as usize] |= 1 << k;
+    if fold {
+        table[first.to_ascii_lowercase() as usize] |= 1 << k;
+        table[first.to_ascii_uppercase() as usize] |= 1 << k;
     }
-    ua.split(|c: char| c.is_whitespace() || matches!(c, ';' | '(' | ')' | ',' | '[' | ']'))
+}
+
+/// For each byte value, the bit set of the [`TOKENS`] that start with it. Compile time only.
+const fn token_starts() -> [u64; 256] {
+    let mut out = [0u64; 256];
+    let mut k = 0;
+    while k < TOKENS.len() {
+        mark(&mut out, TOKENS[k].as_bytes()[0], k, false);
+        k += 1;
+    }
+    out
+}
+
+/// For each byte value, the bit set of the case-insensitive tokens (see [`ci_token`]) that
+/// start with it in either ASCII case. Compile time only.
+const fn ci_token_starts() -> [u64; 256] {
+    let mut out = [0u64; 256];
+    let mut k = 0;
+    while k < KNOWN_BOTS.len() {
+        mark(&mut out, KNOWN_BOTS[k].0.as_bytes()[0], k, true);
+        k += 1;
+    }
+    let mut j = 0;
+    while j < BOT_WORDS.len() {
+        mark(
+            &mut out,
+            BOT_WORDS[j].as_bytes()[0],
+            KNOWN_BOTS.len() + j,
+            true,
+        );
+        j += 1;
+    }
+    out
+}
+
+// Each token is a bit of a u64, and at least 2 bytes long (see `token_pairs`).
+const _: () = assert!(TOKENS.len() <= 64 && CI_TOKEN_COUNT <= 64);
+
+static TOKEN_STARTS: [u64; 256] = token_starts();
+static CI_TOKEN_STARTS: [u64; 256] = ci_token_starts();
+
+/// The index of a pair of bytes in [`PAIRS`].
+const fn pair_index(b0: u8, b1: u8) -> usize {
+    ((b0 as usize) << 8) | b1 as usize
+}
+
+/// Sets the bit of the first two bytes of `token` in `table`, in every ASCII case when `fold`.
+const fn mark_pair(table: &mut [u64; 1024], token: &str, fold: bool) {
+    let t = token.as_bytes();
+    let (b0, b1) = (t[0], t[1]);
+    let cases0 = [b0, b0.to_ascii_lowercase(), b0.to_ascii_uppercase()];
+    let cases1 = [b1, b1.to_ascii_lowercase(), b1.to_ascii_uppercase()];
+    let n = if fold { 3 } else { 1 };
+    let mut x = 0;
+    while x < n {
+        let mut y = 0;
+        while y < n {
+            let i = pair_index(cases0[x], cases1[y]);
+            table[i / 64] |= 1 << (i % 64);
+            y += 1;
+        }
+        x += 1;
+    }
+}
+
+/// An 8 KB bit set of the byte pairs that start some token (bot names in any ASCII case):
+/// the cheap test that lets [`Scan`] skip nearly every position of a real User-Agent.
+/// Compile time only.
+const fn token_pairs() -> [u64; 1024] {
+    let mut out = [0u64; 1024];
+    let mut k = 0;
+    while k < TOKENS.len() {
+        mark_pair(&mut out, TOKENS[k], false);
+        k += 1;
+    }
+    k = 0;
+    while k < KNOWN_BOTS.len() {
+        mark_pair(&mut out, KNOWN_BOTS[k].0, true);
+        k += 1;
+    }
+    k = 0;
+    while k < BOT_WORDS.len() {
+        mark_pair(&mut out, BOT_WORDS[k], true);
+        k += 1;
+    }
+    out
+}
+
+static PAIRS: [u64; 1024] = token_pairs();
+
+/// Where each token of [`TOKENS`] and each case-insensitive token ([`ci_token`]) first
+/// occurs in one User-Agent, found in a single pass over its bytes.
+struct Scan<'a> {
+    ua: &'a str,
+    /// Bit k set when `TOKENS[k]` occurs; its first byte offset is then `at[k]`.
+    found: u64,
+    at: [u16; TOKENS.len()],
+    /// The same for the case-insensitive tokens.
+    ci_found: u64,
+    ci_at: [u16; CI_TOKEN_COUNT],
+}
+
+/// Whether `hay` starts with `needle`, byte by byte (tokens are short: no call to memcmp).
+fn starts_with_exact(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay.iter().zip(needle).all(|(a, b)| a == b)
+}
+
+/// Whether `hay` starts with `needle`, ignoring ASCII case.
+fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .iter()
+            .zip(needle)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+}
+
+impl<'a> Scan<'a> {
+    /// Scans `ua`, which must be at most [`MAX_USER_AGENT_LEN`] bytes (offsets fit a u16).
+    fn new(ua: &'a str) -> Self {
+        let mut scan = Scan {
+            ua,
+            found: 0,
+            at: [0; TOKENS.len()],
+            ci_found: 0,
+            ci_at: [0; CI_TOKEN_COUNT],
+        };
+        let bytes = ua.as_bytes();
+        // Every token is at least 2 bytes long, so it starts at the first byte of some pair.
+        for (i, pair) in bytes.windows(2).enumerate() {
+            let &[b, next] = pair else { continue };
+            let p = pair_index(b, next);
+            if PAIRS
+                .get(p / 64)
+                .is_none_or(|bits| bits & (1 << (p % 64)) == 0)
+            {
+                continue;
+            }
+            let Ok(offset) = u16::try_from(i) else { break };
+            let mut pending = TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.found;
+            let mut ci_pending =
+                CI_TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.ci_found;
+            if pending | ci_pending == 0 {
+                continue;
+            }
+            let rest = bytes.get(i..).unwrap_or(&[]);
+            while pending != 0 {
+                let k = pending.trailing_zeros() as usize;
+                pending &= pending - 1;
+                if let Some(token) = TOKENS.get(k)
+                    && starts_with_exact(rest, token.as_bytes())
+                    && let Some(slot) = scan.at.get_mut(k)
+                {
+                    *slot = offset;
+                    scan.found |= 1 << k;
+                }
+            }
+            while ci_pending != 0 {
+                let k = ci_pending.trailing_zeros() as usize;
+                ci_pending &= ci_pending - 1;
+                if let Some(token) = ci_token(k)
+                    && starts_with_ci(rest, token.as_bytes())
+                    && let Some(slot) = scan.ci_at.get_mut(k)
+                {
+                    *slot = offset;
+                    scan.ci_found |= 1 << k;
+                }
+            }
+        }
+        scan
+    }
+
+    fn has(&self, t: Needle) -> bool {
+        self.found & (1 << t as u32) != 0
+    }
+
+    /// The text after the first occurrence of `t`.
+    fn after(&self, t: Needle) -> Option<&'a str> {
+        if !self.has(t) {
+            return None;
+        }
+        let k = t as usize;
+        let start = usize::from(*self.at.get(k)?);
+        self.ua.get(start.saturating_add(TOKENS.get(k)?.len())..)
+    }
+
+    /// The version token right after the first occurrence of `t` (e.g. `Needle::Chrome`).
+    fn version_of(&self, t: Needle) -> Option<&'a str> {
+        self.after(t).map(version_at)
+    }
+
+    /// The lowest-numbered case-insensitive token among `mask` that occurs, with the text
+    /// after its first occurrence.
+    fn first_ci(&self, mask: u64) -> Option<(usize, &'a str)> {
+        let hits = self.ci_found & mask;
+        if hits == 0 {
+            return None;
+        }
+        let k = hits.trailing_zeros() as usize;
+        let start = usize::from(*self.ci_at.get(k)?);
+        let rest = self.ua.get(start.saturating_add(ci_token(k)?.len())..)?;
+        Some((k, rest))
+    }
+}
+
+/// Byte offset of the first ASCII-case-insensitive occurrence of `needle` (which must be
+/// ASCII) in `hay`. Because the needle is ASCII, the match starts and ends on char boundaries.
+fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() {
+        return Some(0);
+    }
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// The text after the first exact occurrence of `token`.
+fn after<'a>(hay: &'a str, token: &str) -> Option<&'a str> {
+    hay.find(token)
+        .and_then(|i| hay.get(i.saturating_add(token.len())..))
+}
+
+/// The longest prefix of `s` whose chars all satisfy `keep`.
+fn take_while(s: &str, keep: impl Fn(char) -> bool) -> &str {
+    let end = s.find(|c: char| !keep(c)).unwrap_or(s.len());
+    s.get(..end).unwrap_or("")
+}
+
+fn is_version_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
+}
+
+/// A version token at the start of `s`: letters, digits, '.', '_' and '-'.
+fn version_at(s: &str) -> &str {
+    take_while(s, is_version_char)
+}
+
+/// A numeric version at the start of `s` ("17_4_1", "10.15.7"), with '_' turned into '.' and
+/// any trailing separator dropped.
+fn numeric_version(s: &str) -> String {
+    let v = take_while(s, |c| c.is_ascii_digit() || c == '.' || c == '_');
+    let v = v.trim_end_matches(['.', '_']);
+    v.replace('_', ".")
+}
+
+struct Os {
+    name: &'static str,
+    version: String,
+    device: DeviceType,
+}
+
+fn detect_os(scan: &Scan<'_>) -> Os {
+    let os = |name, version, device| Os {
+        name,
+        version,
+        device,
+    };
+    // iOS first: its UAs say "like Mac OS X". iPadOS 13+ in desktop mode says "Macintosh" and
+    // is reported as macOS, which is all the header lets anyone know.
+    let ipad = scan.has(Needle::IPad);
+    if ipad || scan.has(Needle::IPhone) || scan.has(Needle::IPod) {
+        let version = scan
+            .after(Needle::Cpu)
+            .and_then(|rest| after(rest, "OS "))
+            .map(numeric_version)
+            .filter(|v| !v.is_empty())
+            .or_else(|| scan.after(Needle::IosSp).map(numeric_version))
+            .unwrap_or_default();
+        let device = if ipad {
+            DeviceType::Tablet
+        } else {
+            DeviceType::Mobile
+        };
+        return os("iOS", version, device);
+    }
+    // Android before Linux: Android UAs say "Linux; Android 14".
+    if let Some(rest) = scan.after(Needle::Android) {
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        let device = if scan.has(Needle::Mobile) {
+            DeviceType::Mobile
+        } else {
+            DeviceType::Tablet
+        };
+        return os("Android", numeric_version(rest), device);
+    }
+    if scan.has(Needle::Windows) {
+        let version = scan
+            .after(Needle::WindowsNtSp)
+            .map(|rest| {
+                let nt = take_while(rest, |c| c.is_ascii_digit() || c == '.');
+                String::from(match nt {
+                    "10.0" => "10",
+                    "6.3" => "8.1",
+                    "6.2" => "8",
+                    "6.1" => "7",
+                    "6.0" => "Vista",
+                    "5.1" | "5.2" => "XP",
+                    "5.0" => "2000",
+                    other => other,
+                })
+            })
+            .unwrap_or_default();
+        return os("Windows", version, DeviceType::Desktop);
+    }
+    // Chrome OS before Linux: "X11; CrOS x86_64 14541.0.0". The version is the platform one.
+    if let Some(rest) = scan.after(Needle::CrosSp) {
+        let version = rest
+            .split([' ', ')', ';'])
+            .nth(1)
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            .map(numeric_version)
+            .unwrap_or_default();
+        return os("Chrome OS", version, DeviceType::Desktop);
+    }
+    if scan.has(Needle::MacOsX) || scan.has(Needle::Macintosh) {
+        let version = scan
+            .after(Needle::MacOsXSp)
+            .map(numeric_version)
+            .unwrap_or_default();
+        return os("macOS", version, DeviceType::Desktop);
+    }
+    if scan.has(Needle::Linux) || scan.has(Needle::X11) || scan.has(Needle::Ubuntu) {
+        return os("Linux", String::new(), DeviceType::Desktop);
+    }
+    os(UNKNOWN, String::new(), DeviceType::Unknown)
+}
+
+/// Returns (bot name, bot version) when the UA is an automated client.
+fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
+    if let Some((k, rest)) = scan.first_ci(KNOWN_BOTS_MASK) {
+        let &(needle, name) = KNOWN_BOTS.get(k)?;
+        let version = if needle.ends_with('/') {
+            version_at(rest)
+        } else {
+            rest.strip_prefix('/').map(version_at).unwrap_or("")
+        };
+        return Some((name, version));
+    }
+    // A product token can only hold a bot word if the whole header does.
+    if scan.ci_found & BOT_WORDS_MASK == 0 {
+        return None;
+    }
+    scan.ua
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '(' | ')' | ',' | '[' | ']'))
         .filter(|t| !t.is_empty() && !t.starts_with('+') && !t.contains("://"))
         .filter(|t| !NOT_BOTS.iter().any(|n| find_ci(t, n) == Some(0)))
         .find(|t| BOT_WORDS.iter().any(|w| find_ci(t, w).is_some()))
@@ -267,61 +560,67 @@ fn detect_bot(ua: &str) -> Option<(&str, &str)> {
 }
 
 /// Returns (browser name, browser version) for a UA that is not a bot.
-fn detect_browser<'a>(ua: &'a str, os_name: &str) -> (&'static str, &'a str) {
+fn detect_browser<'a>(scan: &Scan<'a>, os_name: &str) -> (&'static str, &'a str) {
     // In-app webviews first: they all embed a Safari or Chrome token.
-    if let Some(rest) = after(ua, "Instagram ")
+    if let Some(rest) = scan.after(Needle::InstagramSp)
         && rest.starts_with(|c: char| c.is_ascii_digit())
     {
         return ("Instagram", version_at(rest));
     }
-    if ua.contains("FBAN/") || ua.contains("FBAV/") || ua.contains("FB_IAB") {
-        return ("Facebook", version_of(ua, "FBAV/").unwrap_or(""));
+    if scan.has(Needle::Fban) || scan.has(Needle::Fbav) || scan.has(Needle::FbIab) {
+        return ("Facebook", scan.version_of(Needle::Fbav).unwrap_or(""));
     }
-    if ua.contains("musical_ly") || ua.contains("BytedanceWebview") || ua.contains("TikTok") {
-        let version = version_of(ua, "app_version/")
-            .or_else(|| version_of(ua, "AppVersion/"))
-            .or_else(|| version_of(ua, "musical_ly_").filter(|v| v.contains('.')))
-            .or_else(|| version_of(ua, "TikTok "))
+    if scan.has(Needle::MusicalLy) || scan.has(Needle::BytedanceWebview) || scan.has(Needle::TikTok)
+    {
+        let version = scan
+            .version_of(Needle::AppVersionLower)
+            .or_else(|| scan.version_of(Needle::AppVersion))
+            .or_else(|| {
+                scan.version_of(Needle::MusicalLyUs)
+                    .filter(|v| v.contains('.'))
+            })
+            .or_else(|| scan.version_of(Needle::TikTokSp))
             .unwrap_or("");
         return ("TikTok", version);
     }
     // Chromium-based browsers that also say "Chrome/", most specific first.
-    for token in ["EdgA/", "EdgiOS/", "Edg/", "Edge/"] {
-        if let Some(v) = version_of(ua, token) {
+    for token in [Needle::EdgA, Needle::EdgiOs, Needle::Edg, Needle::Edge] {
+        if let Some(v) = scan.version_of(token) {
             return ("Edge", v);
         }
     }
-    for token in ["OPR/", "OPT/", "OPiOS/"] {
-        if let Some(v) = version_of(ua, token) {
+    for token in [Needle::Opr, Needle::Opt, Needle::OpiOs] {
+        if let Some(v) = scan.version_of(token) {
             return ("Opera", v);
         }
     }
-    let opera = version_of(ua, "Opera/").or_else(|| {
-        version_of(ua, "Opera ").filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+    let opera = scan.version_of(Needle::Opera).or_else(|| {
+        scan.version_of(Needle::OperaSp)
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
     });
     if let Some(v) = opera {
         // Presto-era Opera froze "Opera/9.80" and put the real version in "Version/".
-        return ("Opera", version_of(ua, "Version/").unwrap_or(v));
+        return ("Opera", scan.version_of(Needle::Version).unwrap_or(v));
     }
-    if let Some(v) = version_of(ua, "SamsungBrowser/") {
+    if let Some(v) = scan.version_of(Needle::SamsungBrowser) {
         return ("Samsung Internet", v);
     }
-    for token in ["FxiOS/", "Firefox/"] {
-        if let Some(v) = version_of(ua, token) {
+    for token in [Needle::FxiOs, Needle::Firefox] {
+        if let Some(v) = scan.version_of(token) {
             return ("Firefox", v);
         }
     }
-    if let Some(v) = version_of(ua, "Chromium/") {
+    if let Some(v) = scan.version_of(Needle::Chromium) {
         return ("Chromium", v);
     }
-    for token in ["CriOS/", "Chrome/"] {
-        if let Some(v) = version_of(ua, token) {
+    for token in [Needle::CriOs, Needle::Chrome] {
+        if let Some(v) = scan.version_of(token) {
             return ("Chrome", v);
         }
     }
     // Safari last; the pre-Chrome Android stock browser also says "Safari/" but is not Safari.
-    if ua.contains("Safari/") && os_name != "Android" {
-        return ("Safari", version_of(ua, "Version/").unwrap_or(""));
+    if scan.has(Needle::Safari) && os_name != "Android" {
+        return ("Safari", scan.version_of(Needle::Version).unwrap_or(""));
     }
     (UNKNOWN, "")
 }

@@ -15,7 +15,10 @@ fn config() -> PluginConfig {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn checkout_body(total: serde_json::Value, currency: &str) -> Vec<u8> {
@@ -30,7 +33,13 @@ fn checkout_body(total: serde_json::Value, currency: &str) -> Vec<u8> {
 #[test]
 fn checkout_response_gives_the_full_event() {
     let c = config();
-    let req = headers(&[("user-agent", UA), ("cookie", "a=1; capi_guid=85B04DED-09DD-4015-AD30-581E45452DD9; b=2")]);
+    let req = headers(&[
+        ("user-agent", UA),
+        (
+            "cookie",
+            "a=1; capi_guid=85B04DED-09DD-4015-AD30-581E45452DD9; b=2",
+        ),
+    ]);
     let resp = headers(&[("content-type", "application/json")]);
     let body = checkout_body(json!("49.90"), "eur");
     let ex = Exchange {
@@ -43,8 +52,13 @@ fn checkout_response_gives_the_full_event() {
         response_body: Some(&body),
         ..Exchange::default()
     };
-    let rule = &c.rules[c.match_request("POST", "shop.example.com", "/api/checkout?x=1").unwrap()];
-    assert!(rule.matcher.matches_response(200, Some("application/json; charset=utf-8")));
+    let rule = &c.rules[c
+        .match_request("POST", "shop.example.com", "/api/checkout?x=1")
+        .unwrap()];
+    assert!(
+        rule.matcher
+            .matches_response(200, Some("application/json; charset=utf-8"))
+    );
     let out = extract_event(&c, rule, &ex, NOW).unwrap();
     let e = out.event;
     assert!(out.skipped.is_empty());
@@ -54,15 +68,32 @@ fn checkout_response_gives_the_full_event() {
     assert_eq!(e.order_id.as_deref(), Some("ORD-1001"));
     assert_eq!(e.timestamp.0, NOW);
     let names: Vec<IdName> = e.ids.iter().map(|i| i.name).collect();
-    assert_eq!(names, [IdName::HashedEmail, IdName::HashedPhone, IdName::Guid, IdName::FirstPartyId]);
+    assert_eq!(
+        names,
+        [
+            IdName::HashedEmail,
+            IdName::HashedPhone,
+            IdName::Guid,
+            IdName::FirstPartyId
+        ]
+    );
     assert_eq!(e.ids[0].id, JANE);
-    assert_eq!(e.ids[1].id, "758fbf68945f21c416814c539ab578876c8d98fb69e6da692def92cd52417fe0");
+    assert_eq!(
+        e.ids[1].id,
+        "758fbf68945f21c416814c539ab578876c8d98fb69e6da692def92cd52417fe0"
+    );
     assert_eq!(e.ids[2].id, "85b04ded-09dd-4015-ad30-581e45452dd9");
     assert_eq!(e.ids[3].id, "cust_42");
     // sha256("12345|Purchase|ORD-1001")
-    assert_eq!(e.event_id, "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b");
+    assert_eq!(
+        e.event_id,
+        "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b"
+    );
     let ua = e.user_agent.unwrap();
-    assert_eq!((ua.browser_name.as_str(), ua.os_name.as_str()), ("Chrome", "Windows"));
+    assert_eq!(
+        (ua.browser_name.as_str(), ua.os_name.as_str()),
+        ("Chrome", "Windows")
+    );
     assert_eq!(ua.raw, UA);
 }
 
@@ -72,8 +103,15 @@ fn other_paths_and_methods_do_not_match() {
     assert_eq!(c.match_request("GET", "h", "/api/checkout"), None);
     assert_eq!(c.match_request("POST", "h", "/api/checkout/extra"), None);
     assert_eq!(c.match_request("POST", "h", "/products/1"), None);
-    assert_eq!(c.match_request("POST", "h", "/forms/newsletter/submit"), Some(2));
-    assert!(!c.rules[0].matcher.matches_response(500, Some("application/json")));
+    assert_eq!(
+        c.match_request("POST", "h", "/forms/newsletter/submit"),
+        Some(2)
+    );
+    assert!(
+        !c.rules[0]
+            .matcher
+            .matches_response(500, Some("application/json"))
+    );
     assert!(!c.rules[0].matcher.matches_response(200, Some("text/html")));
 }
 
@@ -88,22 +126,56 @@ fn values_as_numbers_strings_and_minor_units() {
         (&base, json!("12.50"), "USD", Ok(12.5)),
         (&base, json!(" 7 "), "usd", Ok(7.0)),
         (&base, json!("-1"), "usd", Err("value: expected a number")),
-        (&base, json!("12,50"), "usd", Err("value: expected a number")),
-        (&base, json!("1e400"), "usd", Err("value: expected a number")),
-        (&base, json!({"amount": 1}), "usd", Err("value: response:/order/total is an object")),
+        (
+            &base,
+            json!("12,50"),
+            "usd",
+            Err("value: expected a number"),
+        ),
+        (
+            &base,
+            json!("1e400"),
+            "usd",
+            Err("value: expected a number"),
+        ),
+        (
+            &base,
+            json!({"amount": 1}),
+            "usd",
+            Err("value: response:/order/total is an object"),
+        ),
         (&minor, json!(1250), "usd", Ok(12.5)),
         (&minor, json!("1999"), "usd", Ok(19.99)),
         (&minor, json!(1250), "jpy", Ok(1250.0)),
         (&minor, json!(1250), "kwd", Ok(1.25)),
-        (&minor, json!(12.5), "usd", Err("value: expected integer minor units")),
-        (&base, json!(1), "usdollar", Err("currency: not an ISO 4217")),
+        (
+            &minor,
+            json!(12.5),
+            "usd",
+            Err("value: expected integer minor units"),
+        ),
+        (
+            &base,
+            json!(1),
+            "usdollar",
+            Err("currency: not an ISO 4217"),
+        ),
         (&base, json!(1), "xyz", Err("currency: not an ISO 4217")),
     ];
     let req = headers(&[]);
     for (c, total, cur, want) in cases {
         let body = checkout_body(total.clone(), cur);
-        let ex = Exchange { method: "POST", path: "/api/checkout", request_headers: &req, response_status: 200, response_body: Some(&body), ..Exchange::default() };
-        let got = extract_event(c, &c.rules[0], &ex, NOW).map(|o| o.event.value.unwrap()).map_err(|e| e.to_string());
+        let ex = Exchange {
+            method: "POST",
+            path: "/api/checkout",
+            request_headers: &req,
+            response_status: 200,
+            response_body: Some(&body),
+            ..Exchange::default()
+        };
+        let got = extract_event(c, &c.rules[0], &ex, NOW)
+            .map(|o| o.event.value.unwrap())
+            .map_err(|e| e.to_string());
         match (got, want) {
             (Ok(g), Ok(w)) => assert_eq!(g, *w, "total {total} {cur}"),
             (Err(g), Err(w)) => assert!(g.starts_with(w), "total {total}: got {g:?} want {w:?}"),
@@ -116,15 +188,29 @@ fn values_as_numbers_strings_and_minor_units() {
 fn missing_fields_are_named_with_their_source() {
     let c = config();
     let req = headers(&[]);
-    let body = json!({"order": {"total": 3, "currency": "usd"}, "customer": {"email": "a@b.co"}}).to_string();
-    let ex = Exchange { method: "POST", path: "/api/checkout", request_headers: &req, response_status: 200, response_body: Some(body.as_bytes()), ..Exchange::default() };
+    let body = json!({"order": {"total": 3, "currency": "usd"}, "customer": {"email": "a@b.co"}})
+        .to_string();
+    let ex = Exchange {
+        method: "POST",
+        path: "/api/checkout",
+        request_headers: &req,
+        response_status: 200,
+        response_body: Some(body.as_bytes()),
+        ..Exchange::default()
+    };
     let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap_err();
     assert_eq!(e.to_string(), "order_id: missing at response:/order/id");
 
     let not_json = b"<html>oops</html>";
-    let ex = Exchange { response_body: Some(not_json), ..ex };
+    let ex = Exchange {
+        response_body: Some(not_json),
+        ..ex
+    };
     let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap_err();
-    assert_eq!(e.to_string(), "currency: response body is missing or not JSON");
+    assert_eq!(
+        e.to_string(),
+        "currency: response body is missing or not JSON"
+    );
 }
 
 #[test]
@@ -132,24 +218,55 @@ fn bad_identifiers_are_skipped_and_none_left_is_an_error() {
     let c = config();
     let req = headers(&[]);
     let body = json!({"order": {"id": "1", "total": 3, "currency": "usd"}, "customer": {"email": "nope", "phone": "12", "id": "c1"}}).to_string();
-    let ex = Exchange { method: "POST", path: "/api/checkout", request_headers: &req, response_status: 200, response_body: Some(body.as_bytes()), ..Exchange::default() };
+    let ex = Exchange {
+        method: "POST",
+        path: "/api/checkout",
+        request_headers: &req,
+        response_status: 200,
+        response_body: Some(body.as_bytes()),
+        ..Exchange::default()
+    };
     let out = extract_event(&c, &c.rules[0], &ex, NOW).unwrap();
     assert_eq!(out.event.ids.len(), 1);
-    assert_eq!(out.skipped.iter().map(|s| s.field).collect::<Vec<_>>(), ["email", "phone"]);
+    assert_eq!(
+        out.skipped.iter().map(|s| s.field).collect::<Vec<_>>(),
+        ["email", "phone"]
+    );
 
     let body = json!({"order": {"id": "1", "total": 3, "currency": "usd"}, "customer": {"email": "secret-person@nowhere"}}).to_string();
-    let ex = Exchange { response_body: Some(body.as_bytes()), ..ex };
-    let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap_err().to_string();
-    assert!(e.starts_with("ids: no usable user identifier; email: not a plausible email address"), "{e}");
-    assert!(!e.contains("secret-person"), "raw values never appear in errors: {e}");
+    let ex = Exchange {
+        response_body: Some(body.as_bytes()),
+        ..ex
+    };
+    let e = extract_event(&c, &c.rules[0], &ex, NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("ids: no usable user identifier; email: not a plausible email address"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("secret-person"),
+        "raw values never appear in errors: {e}"
+    );
 }
 
 #[test]
 fn form_bodies_and_cookies_feed_a_lead() {
     let c = config();
-    let req = headers(&[("content-type", "application/x-www-form-urlencoded"), ("cookie", "capi_guid=85b04ded-09dd-4015-ad30-581e45452dd9")]);
+    let req = headers(&[
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("cookie", "capi_guid=85b04ded-09dd-4015-ad30-581e45452dd9"),
+    ]);
     let form = b"name=Jane&email=Jane.Doe%40Example.com&phone=%2B1+415+555+2671";
-    let ex = Exchange { method: "POST", path: "/forms/contact/submit", request_headers: &req, request_body: Some(form), response_status: 200, ..Exchange::default() };
+    let ex = Exchange {
+        method: "POST",
+        path: "/forms/contact/submit",
+        request_headers: &req,
+        request_body: Some(form),
+        response_status: 200,
+        ..Exchange::default()
+    };
     let e = extract_event(&c, &c.rules[2], &ex, NOW).unwrap().event;
     assert_eq!(e.conversion_type, ConversionType::Lead);
     assert_eq!(e.ids[0].id, JANE);
@@ -159,7 +276,13 @@ fn form_bodies_and_cookies_feed_a_lead() {
     // Without an order id the event id comes from the first identifier and the timestamp.
     let e2 = extract_event(&c, &c.rules[2], &ex, NOW + 1).unwrap().event;
     assert_ne!(e.event_id, e2.event_id);
-    assert_eq!(e.event_id, extract_event(&c, &c.rules[2], &ex, NOW).unwrap().event.event_id);
+    assert_eq!(
+        e.event_id,
+        extract_event(&c, &c.rules[2], &ex, NOW)
+            .unwrap()
+            .event
+            .event_id
+    );
 }
 
 #[test]
@@ -169,18 +292,38 @@ fn collect_payloads_use_the_same_rules() {
     let body = json!({"conversion_type": "Purchase", "order_id": "ORD-1001", "value_minor": 4990, "currency": "eur", "email": "JANE.DOE@example.com"}).to_string();
     let e = collect_event(&c, body.as_bytes(), &req, NOW).unwrap().event;
     assert_eq!(e.value, Some(49.9));
-    assert_eq!(e.event_id, "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b", "same order, same id as the Envoy path");
+    assert_eq!(
+        e.event_id, "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b",
+        "same order, same id as the Envoy path"
+    );
     assert_eq!(e.user_agent.unwrap().browser_name, "Chrome");
 
     for (body, want) in [
-        (json!({"order_id": "1", "email": "a@b.co"}), "conversion_type: missing"),
-        (json!({"conversion_type": "Lead", "emial": "a@b.co"}), "body: unknown field emial"),
-        (json!({"conversion_type": "Lead"}), "ids: no usable user identifier"),
-        (json!({"conversion_type": "Lead", "email": "a@b.co", "value": 1, "value_minor": 100}), "value: give value or value_minor"),
-        (json!({"conversion_type": "Lead", "email": "a@b.co", "timestamp": "yesterday"}), "timestamp: request:/timestamp is not ISO 8601"),
+        (
+            json!({"order_id": "1", "email": "a@b.co"}),
+            "conversion_type: missing",
+        ),
+        (
+            json!({"conversion_type": "Lead", "emial": "a@b.co"}),
+            "body: unknown field emial",
+        ),
+        (
+            json!({"conversion_type": "Lead"}),
+            "ids: no usable user identifier",
+        ),
+        (
+            json!({"conversion_type": "Lead", "email": "a@b.co", "value": 1, "value_minor": 100}),
+            "value: give value or value_minor",
+        ),
+        (
+            json!({"conversion_type": "Lead", "email": "a@b.co", "timestamp": "yesterday"}),
+            "timestamp: request:/timestamp is not ISO 8601",
+        ),
         (json!([1]), "body: expected a JSON object"),
     ] {
-        let e = collect_event(&c, body.to_string().as_bytes(), &req, NOW).unwrap_err().to_string();
+        let e = collect_event(&c, body.to_string().as_bytes(), &req, NOW)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with(want), "got {e:?} want {want:?}");
     }
 }
@@ -189,7 +332,22 @@ fn collect_payloads_use_the_same_rules() {
 fn consent_gpc_and_cookie() {
     use capi_core::consent::{ConsentDenied, check};
     let c = config();
-    assert_eq!(check(&c.consent, &headers(&[("sec-gpc", "1")])), Err(ConsentDenied::Gpc));
-    assert_eq!(check(&c.consent, &headers(&[("cookie", "x=1; capi_consent=Denied")])), Err(ConsentDenied::Cookie));
-    assert_eq!(check(&c.consent, &headers(&[("cookie", "capi_consent=granted"), ("sec-gpc", "0")])), Ok(()));
+    assert_eq!(
+        check(&c.consent, &headers(&[("sec-gpc", "1")])),
+        Err(ConsentDenied::Gpc)
+    );
+    assert_eq!(
+        check(
+            &c.consent,
+            &headers(&[("cookie", "x=1; capi_consent=Denied")])
+        ),
+        Err(ConsentDenied::Cookie)
+    );
+    assert_eq!(
+        check(
+            &c.consent,
+            &headers(&[("cookie", "capi_consent=granted"), ("sec-gpc", "0")])
+        ),
+        Ok(())
+    );
 }

@@ -4,18 +4,35 @@
 
 use capi_core::config::EXAMPLE_CONFIG;
 use capi_core::event::{ConversionType, IdName, Identifier, Timestamp};
-use capi_core::normalize::{self, hash_email, is_sha256_hex, normalize_email, normalize_phone, sha256_hex};
+use capi_core::normalize::{
+    self, hash_email, is_sha256_hex, normalize_email, normalize_phone, sha256_hex,
+};
 use capi_core::user_agent::parse_user_agent;
 use capi_core::{ConversionEvent, Exchange, PluginConfig, collect_event, extract_event};
 use proptest::prelude::*;
 
 fn id_strategy() -> impl Strategy<Value = Identifier> {
     prop_oneof![
-        any::<[u8; 32]>().prop_map(|b| Identifier { id: normalize::hex(&b), name: IdName::HashedEmail }),
-        any::<[u8; 32]>().prop_map(|b| Identifier { id: normalize::hex(&b), name: IdName::HashedPhone }),
-        "[1-9][0-9]{7,14}".prop_map(|d| Identifier { id: d, name: IdName::Phone }),
-        any::<[u8; 16]>().prop_map(|b| Identifier { id: normalize::uuid_v4_from_bytes(b), name: IdName::Guid }),
-        "[a-zA-Z0-9_]{1,40}".prop_map(|s| Identifier { id: s, name: IdName::FirstPartyId }),
+        any::<[u8; 32]>().prop_map(|b| Identifier {
+            id: normalize::hex(&b),
+            name: IdName::HashedEmail
+        }),
+        any::<[u8; 32]>().prop_map(|b| Identifier {
+            id: normalize::hex(&b),
+            name: IdName::HashedPhone
+        }),
+        "[1-9][0-9]{7,14}".prop_map(|d| Identifier {
+            id: d,
+            name: IdName::Phone
+        }),
+        any::<[u8; 16]>().prop_map(|b| Identifier {
+            id: normalize::uuid_v4_from_bytes(b),
+            name: IdName::Guid
+        }),
+        "[a-zA-Z0-9_]{1,40}".prop_map(|s| Identifier {
+            id: s,
+            name: IdName::FirstPartyId
+        }),
     ]
 }
 
@@ -23,18 +40,31 @@ fn event_strategy() -> impl Strategy<Value = ConversionEvent> {
     (
         any::<u64>(),
         "[a-z0-9-]{1,20}",
-        prop_oneof![Just(ConversionType::Purchase), Just(ConversionType::PageView), Just(ConversionType::Signup), Just(ConversionType::Lead), "[A-Za-z][A-Za-z ]{0,20}[a-z]".prop_map(ConversionType::Custom)],
+        prop_oneof![
+            Just(ConversionType::Purchase),
+            Just(ConversionType::PageView),
+            Just(ConversionType::Signup),
+            Just(ConversionType::Lead),
+            "[A-Za-z][A-Za-z ]{0,20}[a-z]".prop_map(ConversionType::Custom)
+        ],
         prop::collection::vec(id_strategy(), 1..5),
         proptest::option::of(".{0,120}"),
         -10_000_000_000_000i64..10_000_000_000_000,
-        proptest::option::of(prop_oneof![0.0f64..1e12, (0u64..10_000_000).prop_map(|c| c as f64 / 100.0)]),
+        proptest::option::of(prop_oneof![
+            0.0f64..1e12,
+            (0u64..10_000_000).prop_map(|c| c as f64 / 100.0)
+        ]),
         prop::sample::select(vec!["USD", "EUR", "JPY", "KWD", "GBP"]),
         proptest::option::of("[A-Za-z0-9-]{1,30}"),
     )
         .prop_map(|(adv, dsk, ct, ids, ua, ts, value, cur, order)| {
             let conversion_type = match ct {
-                ConversionType::Custom(s) if ConversionType::parse(&s).is_none() => ConversionType::Lead,
-                ConversionType::Custom(s) => ConversionType::parse(&s).unwrap_or(ConversionType::Lead),
+                ConversionType::Custom(s) if ConversionType::parse(&s).is_none() => {
+                    ConversionType::Lead
+                }
+                ConversionType::Custom(s) => {
+                    ConversionType::parse(&s).unwrap_or(ConversionType::Lead)
+                }
                 other => other,
             };
             ConversionEvent {
