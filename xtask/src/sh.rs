@@ -51,7 +51,8 @@ impl Sh {
         self.cmd("cargo")
     }
 
-    fn show(&self, c: &Command) -> String {
+    /// How a command is echoed: program and arguments, quoted where needed.
+    pub fn show(&self, c: &Command) -> String {
         let mut s = c.get_program().to_string_lossy().into_owned();
         for a in c.get_args() {
             let a = a.to_string_lossy();
