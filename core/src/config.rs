@@ -221,7 +221,8 @@ pub struct Limits {
 pub struct Retry {
     /// Attempts per event, the first included.
     pub max_attempts: u32,
-    /// No attempt starts later than this after the first one.
+    /// No retry is planned for later than this after the first attempt (a planned retry may
+    /// still start a little later while it waits for a batch or a free in-flight slot).
     pub max_age_ms: i64,
     pub base_backoff_ms: i64,
     pub max_backoff_ms: i64,

@@ -343,10 +343,13 @@ impl Outbox {
     /// times out), if anything is waiting.
     pub fn next_wakeup(&self) -> Option<UnixMillis> {
         let retry = self.scheduled.keys().next().map(|(t, _)| *t);
-        let batch = self
-            .ready
-            .front()
-            .map(|p| p.meta.ready_at + self.cfg.batch.max_wait_ms);
+        // A full batch leaves at once; a partial one when its oldest event has waited enough.
+        let wait = if self.ready.len() >= self.cfg.batch.max_events.max(1) {
+            0
+        } else {
+            self.cfg.batch.max_wait_ms
+        };
+        let batch = self.ready.front().map(|p| p.meta.ready_at + wait);
         match (retry, batch) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -39,6 +39,8 @@ use crate::decode::{DecodeError, Encoding, decode, parse_encoding};
 use crate::metrics::{C, Metrics};
 
 /// Tick period with nothing to deliver: flushes the no-rule tally now and then.
+/// How long a stopping root keeps delivering held events.
+const DRAIN_MS: i64 = 10_000;
 const IDLE_TICK_MS: u32 = 1000;
 /// Tick period right after a push: deliver almost at once, from the root context.
 const KICK_TICK_MS: u32 = 1;
@@ -127,6 +129,8 @@ struct State {
     /// request costs no host call beyond reading three pseudo-headers).
     no_rule: u64,
     tick_ms: u32,
+    /// Set when Envoy asked the root to stop (`on_done`) while events were still held.
+    draining_since: Option<i64>,
 }
 
 impl State {
@@ -324,6 +328,35 @@ impl Root {
         }
     }
 
+    /// After `on_done` returned false: tells Envoy the root is done once the outbox is empty,
+    /// or at the drain deadline, counting what is still held as `dropped_shutdown`.
+    fn finish_drain(&self) {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(since) = st.draining_since else {
+            return;
+        };
+        let held = st.active.as_ref().map_or(0, |a| a.outbox.depth());
+        if held > 0 && host::now_ms() - since < DRAIN_MS {
+            return;
+        }
+        if held > 0 {
+            st.metrics.add(C::DroppedShutdown, held as u64);
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "capi: stopped with {held} undelivered event(s) (counted as dropped_shutdown)"
+                ),
+            );
+        }
+        st.metrics.release_depth();
+        st.draining_since = None;
+        st.active = None;
+        drop(st);
+        let _ = proxy_wasm::hostcalls::done();
+    }
+
     fn answer(&self, token: u32, body_size: usize) {
         let now = host::now_ms();
         let headers = host::headers(MapType::HttpCallResponseHeaders, |k| {
@@ -398,13 +431,26 @@ impl Context for Root {
         if let Ok(mut st) = self.state.try_borrow_mut() {
             st.reschedule(host::now_ms(), false);
         }
+        self.finish_drain();
     }
 
+    /// Envoy stops the root (a reload or shutdown): held events get up to `DRAIN_MS` to go
+    /// out before the root says it is done; whatever is left then is counted, not lost.
     fn on_done(&mut self) -> bool {
-        if let Ok(mut st) = self.state.try_borrow_mut() {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return true;
+        };
+        let held = st.active.as_ref().map_or(0, |a| a.outbox.depth());
+        if held == 0 {
             st.metrics.release_depth();
+            return true;
         }
-        true
+        st.draining_since = Some(host::now_ms());
+        host::log(
+            LogLevel::Info,
+            &format!("capi: stopping with {held} event(s) held; draining for up to {DRAIN_MS} ms"),
+        );
+        false
     }
 }
 
@@ -457,6 +503,7 @@ impl RootContext for Root {
         if let Ok(mut st) = self.state.try_borrow_mut() {
             st.reschedule(host::now_ms(), false);
         }
+        self.finish_drain();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -33,10 +33,12 @@ pub enum C {
     AuthFailed,
     Retried,
     DedupEvicted,
+    /// Events still held when the plugin stopped and its drain deadline passed.
+    DroppedShutdown,
     Dropped(DropReason),
 }
 
-const FIXED: [(C, &str); 17] = [
+const FIXED: [(C, &str); 18] = [
     (C::Matched, "capi.matched"),
     (C::SkippedConsent, "capi.skipped_consent"),
     (C::SkippedNoRule, "capi.skipped_no_rule"),
@@ -54,6 +56,7 @@ const FIXED: [(C, &str); 17] = [
     (C::AuthFailed, "capi.auth_failed"),
     (C::Retried, "capi.retried"),
     (C::DedupEvicted, "capi.dedup_evicted"),
+    (C::DroppedShutdown, "capi.dropped_shutdown"),
 ];
 
 fn index(c: C) -> usize {

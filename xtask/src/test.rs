@@ -356,6 +356,22 @@ fn wasmtime(sh: &Sh) -> (Outcome, Vec<String>) {
             c.args(["test", "-p", "capi-wasmtime-tests", "--release"]);
             sh.run_bounded(&mut c, WASMTIME_TEST_LIMIT)
         });
+        // The host-input fuzzer, briefly (CAPI_FUZZ_SECS=300 … for a long run, see README).
+        s.step("wasmtime fuzz_host (20s)", || {
+            let mut c = sh.cargo();
+            c.args([
+                "test",
+                "-p",
+                "capi-wasmtime-tests",
+                "--release",
+                "--test",
+                "fuzz_host",
+                "--",
+                "--ignored",
+            ])
+            .env("CAPI_FUZZ_SECS", "20");
+            sh.run_bounded(&mut c, WASMTIME_TEST_LIMIT)
+        });
     }
     s.outcome()
 }
