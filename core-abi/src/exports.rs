@@ -25,7 +25,9 @@ unsafe fn input<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 
 /// Copies a result into a fresh block and packs it as a handle.
 fn handle(bytes: &[u8]) -> u64 {
-    let Some(l) = layout(bytes.len()) else { return 0 };
+    let Some(l) = layout(bytes.len()) else {
+        return 0;
+    };
     // SAFETY: the layout has a non-zero size.
     let p = unsafe { alloc(l) };
     if p.is_null() {
@@ -73,14 +75,26 @@ pub unsafe extern "C" fn capi_build_request(
     now_ms: i64,
 ) -> u64 {
     // SAFETY: forwarded from the caller.
-    let (config, inp, secrets) = unsafe { (input(config_ptr, config_len), input(input_ptr, input_len), input(secrets_ptr, secrets_len)) };
+    let (config, inp, secrets) = unsafe {
+        (
+            input(config_ptr, config_len),
+            input(input_ptr, input_len),
+            input(secrets_ptr, secrets_len),
+        )
+    };
     handle(&ops::build_request(config, inp, secrets, now_ms))
 }
 
 /// # Safety
 /// Each `(ptr, len)` pair must be readable memory of this module.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn capi_hash_identifier(kind: u32, value_ptr: *const u8, value_len: usize, cc_ptr: *const u8, cc_len: usize) -> u64 {
+pub unsafe extern "C" fn capi_hash_identifier(
+    kind: u32,
+    value_ptr: *const u8,
+    value_len: usize,
+    cc_ptr: *const u8,
+    cc_len: usize,
+) -> u64 {
     // SAFETY: forwarded from the caller.
     let (value, cc) = unsafe { (input(value_ptr, value_len), input(cc_ptr, cc_len)) };
     handle(&ops::hash_identifier(kind, value, cc))
@@ -89,8 +103,18 @@ pub unsafe extern "C" fn capi_hash_identifier(kind: u32, value_ptr: *const u8, v
 /// # Safety
 /// Each `(ptr, len)` pair must be readable memory of this module.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn capi_plan(config_ptr: *const u8, config_len: usize, request_ptr: *const u8, request_len: usize) -> u64 {
+pub unsafe extern "C" fn capi_plan(
+    config_ptr: *const u8,
+    config_len: usize,
+    request_ptr: *const u8,
+    request_len: usize,
+) -> u64 {
     // SAFETY: forwarded from the caller.
-    let (config, request) = unsafe { (input(config_ptr, config_len), input(request_ptr, request_len)) };
+    let (config, request) = unsafe {
+        (
+            input(config_ptr, config_len),
+            input(request_ptr, request_len),
+        )
+    };
     handle(&ops::plan(config, request))
 }

@@ -184,7 +184,11 @@ fn batches_fill_up_or_time_out() {
     assert_eq!(o.next_wakeup(), Some(50));
     o.push(event("3"), 30).unwrap();
     o.push(event("4"), 30).unwrap();
-    assert_eq!(o.next_wakeup(), Some(0), "a full batch is due now, not at max_wait_ms");
+    assert_eq!(
+        o.next_wakeup(),
+        Some(0),
+        "a full batch is due now, not at max_wait_ms"
+    );
     let (_, ids) = send(&mut o, 30).unwrap();
     assert_eq!(ids.len(), 3, "a full batch goes at once");
     assert!(send(&mut o, 79).is_none());

@@ -38,11 +38,16 @@ fn checkout(order: u64) -> Exchange {
 fn filter_path(c: &mut Criterion) {
     let cfg = capi_core::config::EXAMPLE_CONFIG.as_bytes();
     let mut g = c.benchmark_group("filter/checkout_full_path");
-    g.sample_size(30).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
 
     let module = artifacts::filter().unwrap_or_else(|e| panic!("{e}"));
     let (mut e, root) = Envoy::single(module, EnvoyOptions::default(), cfg).unwrap();
-    e.set_responder(|_| Planned { delay_ms: 0, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 0,
+        reply: Reply::status(200),
+    });
     let mut n = 0u64;
     g.bench_function("wasmtime", |b| {
         b.iter(|| {
@@ -56,14 +61,25 @@ fn filter_path(c: &mut Criterion) {
         })
     });
     assert!(e.shared().traps.is_empty());
-    assert!(e.stat("capi.delivered") as u64 >= n - 1, "the benchmark did not deliver: {:#?}", e.log_lines());
+    assert!(
+        e.stat("capi.delivered") as u64 >= n - 1,
+        "the benchmark did not deliver: {:#?}",
+        e.log_lines()
+    );
 
     // The same core work, natively.
     let mut config = PluginConfig::from_json(cfg).unwrap();
-    config.resolve_secrets(|_| Some("test-token".to_owned())).unwrap();
+    config
+        .resolve_secrets(|_| Some("test-token".to_owned()))
+        .unwrap();
     let mut outbox = Outbox::new(OutboxConfig::from_plugin(&config));
     let ex = checkout(0);
-    let req_headers: Vec<(String, String)> = ex.request_headers.iter().filter(|(k, _)| !k.starts_with(':')).cloned().collect();
+    let req_headers: Vec<(String, String)> = ex
+        .request_headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .cloned()
+        .collect();
     let mut m = 0u64;
     let mut now = 1_795_686_120_000i64;
     g.bench_function("native", |b| {
@@ -71,7 +87,9 @@ fn filter_path(c: &mut Criterion) {
             m += 1;
             now += 1;
             let body = response_body(m);
-            let rule = config.match_request("POST", "shop.example.com", "/api/checkout").unwrap();
+            let rule = config
+                .match_request("POST", "shop.example.com", "/api/checkout")
+                .unwrap();
             capi_core::consent::check(&config.consent, &req_headers).unwrap();
             let cex = CoreExchange {
                 method: "POST",
@@ -85,9 +103,21 @@ fn filter_path(c: &mut Criterion) {
             };
             let x = capi_core::extract_event(&config, &config.rules[rule], &cex, now).unwrap();
             outbox.push(x.event, now).unwrap();
-            let (id, req) = outbox.poll_transmit(now, |evs| capi_core::build_request(&config, evs, now)).unwrap().unwrap();
+            let (id, req) = outbox
+                .poll_transmit(now, |evs| capi_core::build_request(&config, evs, now))
+                .unwrap()
+                .unwrap();
             black_box(&req);
-            black_box(outbox.on_answer(id, &Answer::Http { status: 200, retry_after: None, body: b"" }, now, m));
+            black_box(outbox.on_answer(
+                id,
+                &Answer::Http {
+                    status: 200,
+                    retry_after: None,
+                    body: b"",
+                },
+                now,
+                m,
+            ));
         })
     });
     g.finish();
@@ -98,19 +128,55 @@ fn core_build(c: &mut Criterion) {
     let secrets = br#"{"CAPI_TOKEN":"test-token"}"#;
     let input = br#"{"conversion_type":"Purchase","order_id":"A-1","value":"129.90","currency":"eur","email":" Shopper@Example.com ","phone":"+1 (415) 555-2671","guid":"0F8FAD5B-D9CB-469F-A165-70867728950E","user_agent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"}"#;
     let now = 1_795_686_120_000i64;
-    let mut abi = artifacts::core_abi().unwrap_or_else(|e| panic!("{e}")).instantiate().unwrap();
-    assert_eq!(abi.build_request(cfg, input, secrets, now).unwrap(), capi_core_abi::ops::build_request(cfg, input, secrets, now));
+    let mut abi = artifacts::core_abi()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .instantiate()
+        .unwrap();
+    assert_eq!(
+        abi.build_request(cfg, input, secrets, now).unwrap(),
+        capi_core_abi::ops::build_request(cfg, input, secrets, now)
+    );
 
     let mut g = c.benchmark_group("core/build_request");
-    g.sample_size(30).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5));
-    g.bench_function("wasmtime", |b| b.iter(|| black_box(abi.build_request(cfg, input, secrets, now).unwrap())));
-    g.bench_function("native", |b| b.iter(|| black_box(capi_core_abi::ops::build_request(black_box(cfg), input, secrets, now))));
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5));
+    g.bench_function("wasmtime", |b| {
+        b.iter(|| black_box(abi.build_request(cfg, input, secrets, now).unwrap()))
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| {
+            black_box(capi_core_abi::ops::build_request(
+                black_box(cfg),
+                input,
+                secrets,
+                now,
+            ))
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("core/hash_identifier");
-    g.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    g.bench_function("wasmtime", |b| b.iter(|| black_box(abi.hash_identifier(1, b" Shopper@Example.com ", b"").unwrap())));
-    g.bench_function("native", |b| b.iter(|| black_box(capi_core_abi::ops::hash_identifier(1, black_box(b" Shopper@Example.com "), b""))));
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("wasmtime", |b| {
+        b.iter(|| {
+            black_box(
+                abi.hash_identifier(1, b" Shopper@Example.com ", b"")
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| {
+            black_box(capi_core_abi::ops::hash_identifier(
+                1,
+                black_box(b" Shopper@Example.com "),
+                b"",
+            ))
+        })
+    });
     g.finish();
 }
 

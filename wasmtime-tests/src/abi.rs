@@ -90,7 +90,11 @@ pub enum Action {
 
 impl Action {
     pub fn from_raw(v: u32) -> Self {
-        if v == 0 { Action::Continue } else { Action::Pause(v) }
+        if v == 0 {
+            Action::Continue
+        } else {
+            Action::Pause(v)
+        }
     }
     pub fn is_continue(self) -> bool {
         self == Action::Continue
@@ -103,7 +107,10 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 /// proxy-wasm's map serialization: `u32 count`, then `count` × (`u32 key len`, `u32 value
 /// len`), then each key and value followed by a NUL, all little-endian.
 pub fn serialize_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(k, v)| 8 + k.len() + v.len() + 2).sum::<usize>();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len() + 2)
+        .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
@@ -122,9 +129,17 @@ pub fn serialize_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 /// The inverse of [`serialize_pairs`]. Like proxy-wasm-cpp-host's `toPairs`, a malformed
 /// buffer gives an empty map rather than an error.
 pub fn parse_pairs(buf: &[u8]) -> Pairs {
-    let u32_at = |i: usize| -> Option<usize> { buf.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) };
-    let Some(n) = u32_at(0) else { return Vec::new() };
-    if n.checked_mul(8).and_then(|x| x.checked_add(4)).is_none_or(|need| need > buf.len()) {
+    let u32_at = |i: usize| -> Option<usize> {
+        buf.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let Some(n) = u32_at(0) else {
+        return Vec::new();
+    };
+    if n.checked_mul(8)
+        .and_then(|x| x.checked_add(4))
+        .is_none_or(|need| need > buf.len())
+    {
         return Vec::new();
     }
     let mut sizes = Vec::with_capacity(n);
@@ -137,9 +152,13 @@ pub fn parse_pairs(buf: &[u8]) -> Pairs {
     let mut pos = 4 + n * 8;
     let mut out = Vec::with_capacity(n);
     for (k, v) in sizes {
-        let Some(key) = buf.get(pos..pos + k) else { return Vec::new() };
+        let Some(key) = buf.get(pos..pos + k) else {
+            return Vec::new();
+        };
         pos += k + 1;
-        let Some(value) = buf.get(pos..pos + v) else { return Vec::new() };
+        let Some(value) = buf.get(pos..pos + v) else {
+            return Vec::new();
+        };
         pos += v + 1;
         out.push((key.to_vec(), value.to_vec()));
     }
@@ -148,17 +167,36 @@ pub fn parse_pairs(buf: &[u8]) -> Pairs {
 
 /// String pairs as byte pairs.
 pub fn to_pairs<K: AsRef<str>, V: AsRef<str>>(headers: &[(K, V)]) -> Pairs {
-    headers.iter().map(|(k, v)| (k.as_ref().as_bytes().to_vec(), v.as_ref().as_bytes().to_vec())).collect()
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_ref().as_bytes().to_vec(),
+                v.as_ref().as_bytes().to_vec(),
+            )
+        })
+        .collect()
 }
 
 /// Byte pairs as (lossy) string pairs, for assertions and printing.
 pub fn to_strings(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// The first value of a header (names compared case-insensitively, as Envoy's maps do).
 pub fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]

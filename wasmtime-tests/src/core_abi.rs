@@ -47,14 +47,28 @@ impl CoreAbi {
         let mut store = Store::new(engine, ());
         // The module imports nothing.
         let instance = Instance::new(&mut store, module, &[]).map_err(err)?;
-        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| err("no memory export"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| err("no memory export"))?;
         Ok(CoreAbi {
-            version: instance.get_typed_func(&mut store, "capi_abi_version").map_err(err)?,
-            alloc: instance.get_typed_func(&mut store, "capi_alloc").map_err(err)?,
-            free: instance.get_typed_func(&mut store, "capi_free").map_err(err)?,
-            build_request: instance.get_typed_func(&mut store, "capi_build_request").map_err(err)?,
-            hash_identifier: instance.get_typed_func(&mut store, "capi_hash_identifier").map_err(err)?,
-            plan: instance.get_typed_func(&mut store, "capi_plan").map_err(err)?,
+            version: instance
+                .get_typed_func(&mut store, "capi_abi_version")
+                .map_err(err)?,
+            alloc: instance
+                .get_typed_func(&mut store, "capi_alloc")
+                .map_err(err)?,
+            free: instance
+                .get_typed_func(&mut store, "capi_free")
+                .map_err(err)?,
+            build_request: instance
+                .get_typed_func(&mut store, "capi_build_request")
+                .map_err(err)?,
+            hash_identifier: instance
+                .get_typed_func(&mut store, "capi_hash_identifier")
+                .map_err(err)?,
+            plan: instance
+                .get_typed_func(&mut store, "capi_plan")
+                .map_err(err)?,
             memory,
             store,
         })
@@ -71,7 +85,9 @@ impl CoreAbi {
         if ptr == 0 {
             return Err(err("capi_alloc returned 0"));
         }
-        self.memory.write(&mut self.store, ptr as usize, bytes).map_err(err)?;
+        self.memory
+            .write(&mut self.store, ptr as usize, bytes)
+            .map_err(err)?;
         Ok((ptr, len))
     }
 
@@ -82,7 +98,9 @@ impl CoreAbi {
         }
         let (ptr, len) = ((handle >> 32) as u32, handle as u32);
         let mut out = vec![0u8; len as usize];
-        self.memory.read(&self.store, ptr as usize, &mut out).map_err(err)?;
+        self.memory
+            .read(&self.store, ptr as usize, &mut out)
+            .map_err(err)?;
         self.free.call(&mut self.store, (ptr, len)).map_err(err)?;
         Ok(out)
     }
@@ -95,20 +113,37 @@ impl CoreAbi {
     }
 
     /// `capi_build_request`: the JSON result document.
-    pub fn build_request(&mut self, config: &[u8], input: &[u8], secrets: &[u8], now_ms: i64) -> Result<Vec<u8>, HostError> {
+    pub fn build_request(
+        &mut self,
+        config: &[u8],
+        input: &[u8],
+        secrets: &[u8],
+        now_ms: i64,
+    ) -> Result<Vec<u8>, HostError> {
         let c = self.put(config)?;
         let i = self.put(input)?;
         let s = self.put(secrets)?;
-        let h = self.build_request.call(&mut self.store, (c.0, c.1, i.0, i.1, s.0, s.1, now_ms)).map_err(err)?;
+        let h = self
+            .build_request
+            .call(&mut self.store, (c.0, c.1, i.0, i.1, s.0, s.1, now_ms))
+            .map_err(err)?;
         self.release(&[c, i, s])?;
         self.take(h)
     }
 
     /// `capi_hash_identifier`.
-    pub fn hash_identifier(&mut self, kind: u32, value: &[u8], calling_code: &[u8]) -> Result<Vec<u8>, HostError> {
+    pub fn hash_identifier(
+        &mut self,
+        kind: u32,
+        value: &[u8],
+        calling_code: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
         let v = self.put(value)?;
         let cc = self.put(calling_code)?;
-        let h = self.hash_identifier.call(&mut self.store, (kind, v.0, v.1, cc.0, cc.1)).map_err(err)?;
+        let h = self
+            .hash_identifier
+            .call(&mut self.store, (kind, v.0, v.1, cc.0, cc.1))
+            .map_err(err)?;
         self.release(&[v, cc])?;
         self.take(h)
     }
@@ -117,7 +152,10 @@ impl CoreAbi {
     pub fn plan(&mut self, config: &[u8], request: &[u8]) -> Result<Vec<u8>, HostError> {
         let c = self.put(config)?;
         let r = self.put(request)?;
-        let h = self.plan.call(&mut self.store, (c.0, c.1, r.0, r.1)).map_err(err)?;
+        let h = self
+            .plan
+            .call(&mut self.store, (c.0, c.1, r.0, r.1))
+            .map_err(err)?;
         self.release(&[c, r])?;
         self.take(h)
     }

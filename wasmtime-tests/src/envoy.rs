@@ -39,7 +39,12 @@ use crate::host::{self, CallResponse, Ctx, HttpCall, HttpCtx, RootCtx, Shared, V
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
     /// The module trapped: in Envoy the VM is dead from then on.
-    Trap { vm: usize, callback: &'static str, context: u32, message: String },
+    Trap {
+        vm: usize,
+        callback: &'static str,
+        context: u32,
+        message: String,
+    },
     /// A callback on a VM that trapped before.
     VmFailed { vm: usize },
     /// The driver was asked for something that does not exist (a test bug).
@@ -51,7 +56,15 @@ pub enum HostError {
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Trap { vm, callback, context, message } => write!(f, "vm {vm}: trap in {callback} (context {context}): {message}"),
+            Self::Trap {
+                vm,
+                callback,
+                context,
+                message,
+            } => write!(
+                f,
+                "vm {vm}: trap in {callback} (context {context}): {message}"
+            ),
             Self::VmFailed { vm } => write!(f, "vm {vm} trapped earlier and is dead"),
             Self::Usage(m) => write!(f, "host usage: {m}"),
             Self::Setup(m) => write!(f, "setup: {m}"),
@@ -81,7 +94,10 @@ impl FilterModule {
 
     /// `(module, name)` of every import, e.g. `("env", "proxy_log")`.
     pub fn imports(&self) -> Vec<(String, String)> {
-        self.module.imports().map(|i| (i.module().to_owned(), i.name().to_owned())).collect()
+        self.module
+            .imports()
+            .map(|i| (i.module().to_owned(), i.name().to_owned()))
+            .collect()
     }
 
     pub fn exports(&self) -> Vec<String> {
@@ -92,7 +108,12 @@ impl FilterModule {
 /// How a destination answers one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Response { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, trailers: Vec<(String, String)> },
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        trailers: Vec<(String, String)>,
+    },
     /// The connection broke (`onHttpCallFailure`): the callback gets no headers and no body.
     Reset,
     /// No answer at all: the call's timeout, if any, fires.
@@ -101,15 +122,30 @@ pub enum Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply::Response { status, headers: Vec::new(), body: Vec::new(), trailers: Vec::new() }
+        Reply::Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            trailers: Vec::new(),
+        }
     }
 
     pub fn with_body(status: u16, body: &[u8]) -> Self {
-        Reply::Response { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_vec(), trailers: Vec::new() }
+        Reply::Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_vec(),
+            trailers: Vec::new(),
+        }
     }
 
     pub fn retry_after(status: u16, value: &str) -> Self {
-        Reply::Response { status, headers: vec![("retry-after".into(), value.into())], body: Vec::new(), trailers: Vec::new() }
+        Reply::Response {
+            status,
+            headers: vec![("retry-after".into(), value.into())],
+            body: Vec::new(),
+            trailers: Vec::new(),
+        }
     }
 
     /// What Envoy's router answers when the call's timeout passes (`onUpstreamTimeoutAbort`
@@ -119,7 +155,10 @@ impl Reply {
         let body = b"upstream request timeout".to_vec();
         Reply::Response {
             status: 504,
-            headers: vec![("content-length".into(), body.len().to_string()), ("content-type".into(), "text/plain".into())],
+            headers: vec![
+                ("content-length".into(), body.len().to_string()),
+                ("content-type".into(), "text/plain".into()),
+            ],
             body,
             trailers: Vec::new(),
         }
@@ -130,7 +169,10 @@ impl Reply {
         let body = b"upstream connect error or disconnect/reset before headers. reset reason: connection failure".to_vec();
         Reply::Response {
             status: 503,
-            headers: vec![("content-length".into(), body.len().to_string()), ("content-type".into(), "text/plain".into())],
+            headers: vec![
+                ("content-length".into(), body.len().to_string()),
+                ("content-type".into(), "text/plain".into()),
+            ],
             body,
             trailers: Vec::new(),
         }
@@ -162,7 +204,12 @@ pub struct Delivered {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Answer { vm: usize, token: u32, reply: Reply, timed_out: bool },
+    Answer {
+        vm: usize,
+        token: u32,
+        reply: Reply,
+        timed_out: bool,
+    },
 }
 
 /// Options of a simulated Envoy.
@@ -227,7 +274,10 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 ) -> Result<Option<TypedFunc<P, R>>, HostError> {
     match inst.get_func(&mut *store, name) {
         None => Ok(None),
-        Some(f) => f.typed::<P, R>(&*store).map(Some).map_err(|e| setup(format!("{name}: {e}"))),
+        Some(f) => f
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| setup(format!("{name}: {e}"))),
     }
 }
 
@@ -271,7 +321,8 @@ impl Chunking {
     pub fn split(&self, body: &[u8]) -> Vec<(Vec<u8>, bool)> {
         let fixed = |n: usize, trailing_empty: bool| {
             let n = n.max(1);
-            let mut out: Vec<(Vec<u8>, bool)> = body.chunks(n).map(|c| (c.to_vec(), false)).collect();
+            let mut out: Vec<(Vec<u8>, bool)> =
+                body.chunks(n).map(|c| (c.to_vec(), false)).collect();
             if trailing_empty || out.is_empty() {
                 out.push((Vec::new(), true));
             } else if let Some(last) = out.last_mut() {
@@ -323,7 +374,14 @@ pub struct Exchange {
 
 impl Exchange {
     /// A request and its response; bodies arrive as Envoy delivered HTTP/1 bodies.
-    pub fn new(method: &str, authority: &str, path: &str, request_body: &[u8], status: u16, response_body: &[u8]) -> Self {
+    pub fn new(
+        method: &str,
+        authority: &str,
+        path: &str,
+        request_body: &[u8],
+        status: u16,
+        response_body: &[u8],
+    ) -> Self {
         Exchange {
             request_headers: vec![
                 (":method".into(), method.into()),
@@ -343,12 +401,14 @@ impl Exchange {
     }
 
     pub fn request_header(mut self, k: &str, v: &str) -> Self {
-        self.request_headers.push((k.to_ascii_lowercase(), v.into()));
+        self.request_headers
+            .push((k.to_ascii_lowercase(), v.into()));
         self
     }
 
     pub fn response_header(mut self, k: &str, v: &str) -> Self {
-        self.response_headers.push((k.to_ascii_lowercase(), v.into()));
+        self.response_headers
+            .push((k.to_ascii_lowercase(), v.into()));
         self
     }
 
@@ -422,12 +482,19 @@ impl Envoy {
     }
 
     /// One VM with one root context configured with `plugin_config`: the common case.
-    pub fn single(module: &FilterModule, options: EnvoyOptions, plugin_config: &[u8]) -> Result<(Self, u32), HostError> {
+    pub fn single(
+        module: &FilterModule,
+        options: EnvoyOptions,
+        plugin_config: &[u8],
+    ) -> Result<(Self, u32), HostError> {
         let mut e = Envoy::new(module, options)?;
         let vm = e.add_vm()?;
         let (root, ok) = e.start_root(vm, plugin_config)?;
         if !ok {
-            return Err(HostError::Setup(format!("on_configure refused the configuration; logs: {:?}", e.log_lines())));
+            return Err(HostError::Setup(format!(
+                "on_configure refused the configuration; logs: {:?}",
+                e.log_lines()
+            )));
         }
         Ok((e, root))
     }
@@ -441,7 +508,10 @@ impl Envoy {
             index,
             self.options.env.clone(),
             self.options.vm_config.clone(),
-            self.options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(index as u64),
+            self.options
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(index as u64),
         );
         state.log_level = self.options.log_level;
         for (k, v) in [
@@ -449,12 +519,22 @@ impl Envoy {
             ("plugin_root_id", String::new()),
             ("plugin_vm_id", self.options.vm_id.clone()),
         ] {
-            state.properties.insert(k.as_bytes().to_vec(), v.into_bytes());
+            state
+                .properties
+                .insert(k.as_bytes().to_vec(), v.into_bytes());
         }
         let mut store = Store::new(self.module.engine(), state);
-        let inst = self.linker.instantiate(&mut store, &self.module).map_err(setup)?;
-        if inst.get_func(&mut store, "proxy_abi_version_0_2_1").is_none() {
-            return Err(HostError::Setup("the module does not export proxy_abi_version_0_2_1".into()));
+        let inst = self
+            .linker
+            .instantiate(&mut store, &self.module)
+            .map_err(setup)?;
+        if inst
+            .get_func(&mut store, "proxy_abi_version_0_2_1")
+            .is_none()
+        {
+            return Err(HostError::Setup(
+                "the module does not export proxy_abi_version_0_2_1".into(),
+            ));
         }
         let ex = Exports {
             on_context_create: typed(&inst, &mut store, "proxy_on_context_create")?
@@ -476,7 +556,12 @@ impl Envoy {
         };
         // The WASI reactor start (proxy-wasm's `main!` defines `_initialize`).
         if let Some(init) = typed::<(), ()>(&inst, &mut store, "_initialize")? {
-            init.call(&mut store, ()).map_err(|e| HostError::Trap { vm: index, callback: "_initialize", context: 0, message: format!("{e:?}") })?;
+            init.call(&mut store, ()).map_err(|e| HostError::Trap {
+                vm: index,
+                callback: "_initialize",
+                context: 0,
+                message: format!("{e:?}"),
+            })?;
         }
         self.vms.push(Vm { store, ex });
         Ok(index)
@@ -487,7 +572,9 @@ impl Envoy {
     }
 
     fn vm(&mut self, vm: usize) -> Result<&mut Vm, HostError> {
-        self.vms.get_mut(vm).ok_or_else(|| HostError::Usage(format!("no vm {vm}")))
+        self.vms
+            .get_mut(vm)
+            .ok_or_else(|| HostError::Usage(format!("no vm {vm}")))
     }
 
     /// Runs one callback into a VM, as Envoy does: the context is current, a trap kills the
@@ -511,8 +598,16 @@ impl Envoy {
             Err(e) => {
                 v.store.data_mut().failed = true;
                 let message = format!("{e:?}");
-                self.shared.borrow_mut().traps.push(format!("vm {vm}: {name} (context {ctx}): {message}"));
-                return Err(HostError::Trap { vm, callback: name, context: ctx, message });
+                self.shared
+                    .borrow_mut()
+                    .traps
+                    .push(format!("vm {vm}: {name} (context {ctx}): {message}"));
+                return Err(HostError::Trap {
+                    vm,
+                    callback: name,
+                    context: ctx,
+                    message,
+                });
             }
         };
         self.after_callback(vm)?;
@@ -522,7 +617,10 @@ impl Envoy {
     fn after_callback(&mut self, vm: usize) -> Result<(), HostError> {
         let (new_calls, done_roots) = {
             let s = self.vm(vm)?.store.data_mut();
-            (std::mem::take(&mut s.new_calls), std::mem::take(&mut s.done_roots))
+            (
+                std::mem::take(&mut s.new_calls),
+                std::mem::take(&mut s.done_roots),
+            )
         };
         for token in new_calls {
             self.schedule_call(vm, token)?;
@@ -532,11 +630,16 @@ impl Envoy {
         }
         let ready = std::mem::take(&mut self.shared.borrow_mut().queue_ready);
         for (qvm, root, token) in ready {
-            let alive = self.vms.get(qvm).is_some_and(|v| v.store.data().contexts.contains_key(&root));
+            let alive = self
+                .vms
+                .get(qvm)
+                .is_some_and(|v| v.store.data().contexts.contains_key(&root));
             if alive {
-                self.callback(qvm, root, "proxy_on_queue_ready", |ex, st| match &ex.on_queue_ready {
-                    Some(f) => f.call(st, (root, token)),
-                    None => Ok(()),
+                self.callback(qvm, root, "proxy_on_queue_ready", |ex, st| {
+                    match &ex.on_queue_ready {
+                        Some(f) => f.call(st, (root, token)),
+                        None => Ok(()),
+                    }
                 })?;
             }
         }
@@ -557,12 +660,30 @@ impl Envoy {
         let planned = self.responder.as_mut().map(|r| r(&call));
         let at = |delay_ns: u64| p.dispatched_ns + delay_ns;
         match (planned, timeout_ns) {
-            (Some(Planned { delay_ms, reply }), t) if reply != Reply::Hang && t.is_none_or(|t| delay_ms * 1_000_000 < t) => {
-                self.push_event(at(delay_ms * 1_000_000), Event::Answer { vm, token, reply, timed_out: false });
+            (Some(Planned { delay_ms, reply }), t)
+                if reply != Reply::Hang && t.is_none_or(|t| delay_ms * 1_000_000 < t) =>
+            {
+                self.push_event(
+                    at(delay_ms * 1_000_000),
+                    Event::Answer {
+                        vm,
+                        token,
+                        reply,
+                        timed_out: false,
+                    },
+                );
             }
             // A hang, a reply slower than the timeout, or no responder: Envoy's timeout (a 504)
             // comes unless the test answers first. Without a timeout the call waits forever.
-            (_, Some(t)) => self.push_event(at(t), Event::Answer { vm, token, reply: Reply::envoy_timeout(), timed_out: true }),
+            (_, Some(t)) => self.push_event(
+                at(t),
+                Event::Answer {
+                    vm,
+                    token,
+                    reply: Reply::envoy_timeout(),
+                    timed_out: true,
+                },
+            ),
             (_, None) => {}
         }
         Ok(())
@@ -585,21 +706,45 @@ impl Envoy {
 
     /// Tokens of the calls of a VM still waiting for an answer.
     pub fn pending_tokens(&self, vm: usize) -> Vec<u32> {
-        self.vms.get(vm).map(|v| v.store.data().pending.keys().copied().collect()).unwrap_or_default()
+        self.vms
+            .get(vm)
+            .map(|v| v.store.data().pending.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn pending_total(&self) -> usize {
         self.vms.iter().map(|v| v.store.data().pending.len()).sum()
     }
 
-    fn deliver(&mut self, vm: usize, token: u32, reply: &Reply, timed_out: bool) -> Result<(), HostError> {
-        let Some(p) = self.vm(vm)?.store.data_mut().pending.remove(&token) else { return Ok(()) };
+    fn deliver(
+        &mut self,
+        vm: usize,
+        token: u32,
+        reply: &Reply,
+        timed_out: bool,
+    ) -> Result<(), HostError> {
+        let Some(p) = self.vm(vm)?.store.data_mut().pending.remove(&token) else {
+            return Ok(());
+        };
         let at_ms = self.now_ms();
         let (status, retry_after) = match reply {
-            Reply::Response { status, headers, .. } => (Some(*status), abi::header(headers, "retry-after").map(str::to_owned)),
+            Reply::Response {
+                status, headers, ..
+            } => (
+                Some(*status),
+                abi::header(headers, "retry-after").map(str::to_owned),
+            ),
             _ => (None, None),
         };
-        self.delivered.push(Delivered { vm, token, call_index: p.call_index, at_ms, status, retry_after, timed_out });
+        self.delivered.push(Delivered {
+            vm,
+            token,
+            call_index: p.call_index,
+            at_ms,
+            status,
+            retry_after,
+            timed_out,
+        });
         let root = p.root;
         if !self.vm(vm)?.store.data().contexts.contains_key(&root) {
             return Ok(());
@@ -607,10 +752,19 @@ impl Envoy {
         let (nh, nb, nt) = {
             let s = self.vm(vm)?.store.data_mut();
             match reply {
-                Reply::Response { status, headers, body, trailers } => {
+                Reply::Response {
+                    status,
+                    headers,
+                    body,
+                    trailers,
+                } => {
                     let mut h = vec![(b":status".to_vec(), status.to_string().into_bytes())];
                     h.extend(abi::to_pairs(headers));
-                    s.call_response = Some(CallResponse { headers: h, body: body.clone(), trailers: abi::to_pairs(trailers) });
+                    s.call_response = Some(CallResponse {
+                        headers: h,
+                        body: body.clone(),
+                        trailers: abi::to_pairs(trailers),
+                    });
                     s.call_status = (abi::status::OK, String::new());
                 }
                 _ => {
@@ -619,9 +773,17 @@ impl Envoy {
                     s.call_status = (abi::status::BROKEN_CONNECTION, "reset".to_owned());
                 }
             }
-            s.call_response.as_ref().map_or((0, 0, 0), |r| (r.headers.len() as u32, r.body.len() as u32, r.trailers.len() as u32))
+            s.call_response.as_ref().map_or((0, 0, 0), |r| {
+                (
+                    r.headers.len() as u32,
+                    r.body.len() as u32,
+                    r.trailers.len() as u32,
+                )
+            })
         };
-        let r = self.callback(vm, root, "proxy_on_http_call_response", |ex, st| match &ex.on_http_call_response {
+        let r = self.callback(vm, root, "proxy_on_http_call_response", |ex, st| match &ex
+            .on_http_call_response
+        {
             Some(f) => f.call(st, (root, token, nh, nb, nt)),
             None => Ok(()),
         });
@@ -636,7 +798,11 @@ impl Envoy {
     /// Creates a root context with this plugin configuration: `proxy_on_context_create`,
     /// `proxy_on_vm_start`, `proxy_on_configure`. Returns its id and whether it accepted
     /// the configuration (Envoy refuses to start when it did not).
-    pub fn start_root(&mut self, vm: usize, plugin_config: &[u8]) -> Result<(u32, bool), HostError> {
+    pub fn start_root(
+        &mut self,
+        vm: usize,
+        plugin_config: &[u8],
+    ) -> Result<(u32, bool), HostError> {
         let (id, vm_config_len) = {
             let s = self.vm(vm)?.store.data_mut();
             let id = s.next_context_id;
@@ -644,10 +810,14 @@ impl Envoy {
             s.contexts.insert(id, Ctx::Root(RootCtx::default()));
             (id, s.vm_config.len() as u32)
         };
-        self.callback(vm, id, "proxy_on_context_create", |ex, st| ex.on_context_create.call(st, (id, 0)))?;
-        let started = self.callback(vm, id, "proxy_on_vm_start", |ex, st| match &ex.on_vm_start {
-            Some(f) => f.call(st, (id, vm_config_len)).map(|r| r != 0),
-            None => Ok(true),
+        self.callback(vm, id, "proxy_on_context_create", |ex, st| {
+            ex.on_context_create.call(st, (id, 0))
+        })?;
+        let started = self.callback(vm, id, "proxy_on_vm_start", |ex, st| {
+            match &ex.on_vm_start {
+                Some(f) => f.call(st, (id, vm_config_len)).map(|r| r != 0),
+                None => Ok(true),
+            }
         })?;
         if !started {
             return Ok((id, false));
@@ -657,12 +827,19 @@ impl Envoy {
     }
 
     /// `proxy_on_configure` on an existing root context.
-    pub fn configure(&mut self, vm: usize, root: u32, plugin_config: &[u8]) -> Result<bool, HostError> {
+    pub fn configure(
+        &mut self,
+        vm: usize,
+        root: u32,
+        plugin_config: &[u8],
+    ) -> Result<bool, HostError> {
         self.vm(vm)?.store.data_mut().configuring = Some(plugin_config.to_vec());
         let size = plugin_config.len() as u32;
-        let r = self.callback(vm, root, "proxy_on_configure", |ex, st| match &ex.on_configure {
-            Some(f) => f.call(st, (root, size)).map(|r| r != 0),
-            None => Ok(true),
+        let r = self.callback(vm, root, "proxy_on_configure", |ex, st| {
+            match &ex.on_configure {
+                Some(f) => f.call(st, (root, size)).map(|r| r != 0),
+                None => Ok(true),
+            }
         });
         if let Ok(v) = self.vm(vm) {
             v.store.data_mut().configuring = None;
@@ -712,16 +889,25 @@ impl Envoy {
             }
             let id = s.next_context_id;
             s.next_context_id += 1;
-            s.contexts.insert(id, Ctx::Http(Box::new(HttpCtx { root, ..HttpCtx::default() })));
+            s.contexts.insert(
+                id,
+                Ctx::Http(Box::new(HttpCtx {
+                    root,
+                    ..HttpCtx::default()
+                })),
+            );
             id
         };
         self.streams.insert((vm, id), StreamTrack::default());
-        self.callback(vm, id, "proxy_on_context_create", |ex, st| ex.on_context_create.call(st, (id, root)))?;
+        self.callback(vm, id, "proxy_on_context_create", |ex, st| {
+            ex.on_context_create.call(st, (id, root))
+        })?;
         Ok(id)
     }
 
     fn http_mut(&mut self, vm: usize, ctx: u32) -> Result<&mut HttpCtx, HostError> {
-        host::http_ctx_mut(self.vm(vm)?.store.data_mut(), ctx).ok_or_else(|| HostError::Usage(format!("vm {vm}: no http context {ctx}")))
+        host::http_ctx_mut(self.vm(vm)?.store.data_mut(), ctx)
+            .ok_or_else(|| HostError::Usage(format!("vm {vm}: no http context {ctx}")))
     }
 
     fn track(&mut self, vm: usize, ctx: u32) -> &mut StreamTrack {
@@ -730,15 +916,26 @@ impl Envoy {
 
     /// `proxy_on_request_headers`. Envoy hands the map to the filter for this callback, and
     /// keeps it only while the filter holds the stream with a stop status.
-    pub fn request_headers(&mut self, vm: usize, ctx: u32, headers: &[(String, String)], eos: bool) -> Result<Action, HostError> {
+    pub fn request_headers(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        headers: &[(String, String)],
+        eos: bool,
+    ) -> Result<Action, HostError> {
         let pairs = abi::to_pairs(headers);
         let n = pairs.len() as u32;
         self.track(vm, ctx).request_headers = pairs.clone();
         self.http_mut(vm, ctx)?.request_headers = Some(pairs);
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_request_headers", |ex, st| match &ex.on_request_headers {
-            Some(f) => f.call(st, (ctx, n, u32::from(eos))),
-            None => Ok(0),
-        })?);
+        let a = Action::from_raw(self.callback(
+            vm,
+            ctx,
+            "proxy_on_request_headers",
+            |ex, st| match &ex.on_request_headers {
+                Some(f) => f.call(st, (ctx, n, u32::from(eos))),
+                None => Ok(0),
+            },
+        )?);
         self.track(vm, ctx).actions.push(("request_headers", a));
         if a.is_continue() {
             self.track(vm, ctx).request_released = true;
@@ -749,20 +946,32 @@ impl Envoy {
 
     /// `proxy_on_request_body` for one chunk. After a stop status Envoy buffers: the next
     /// callback sees everything buffered so far.
-    pub fn request_body(&mut self, vm: usize, ctx: u32, chunk: &[u8], eos: bool) -> Result<Action, HostError> {
+    pub fn request_body(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        chunk: &[u8],
+        eos: bool,
+    ) -> Result<Action, HostError> {
         let size = {
             let h = self.http_mut(vm, ctx)?;
             let b = h.request_body.get_or_insert_with(Vec::new);
             b.extend_from_slice(chunk);
             b.len() as u32
         };
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_request_body", |ex, st| match &ex.on_request_body {
-            Some(f) => f.call(st, (ctx, size, u32::from(eos))),
-            None => Ok(0),
+        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_request_body", |ex, st| {
+            match &ex.on_request_body {
+                Some(f) => f.call(st, (ctx, size, u32::from(eos))),
+                None => Ok(0),
+            }
         })?);
         self.track(vm, ctx).actions.push(("request_body", a));
         if a.is_continue() {
-            let body = self.http_mut(vm, ctx)?.request_body.take().unwrap_or_default();
+            let body = self
+                .http_mut(vm, ctx)?
+                .request_body
+                .take()
+                .unwrap_or_default();
             let t = self.track(vm, ctx);
             t.upstream_body.extend_from_slice(&body);
             t.request_released = true;
@@ -771,14 +980,24 @@ impl Envoy {
         Ok(a)
     }
 
-    pub fn request_trailers(&mut self, vm: usize, ctx: u32, trailers: &[(String, String)]) -> Result<Action, HostError> {
+    pub fn request_trailers(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        trailers: &[(String, String)],
+    ) -> Result<Action, HostError> {
         let pairs = abi::to_pairs(trailers);
         let n = pairs.len() as u32;
         self.http_mut(vm, ctx)?.request_trailers = Some(pairs);
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_request_trailers", |ex, st| match &ex.on_request_trailers {
-            Some(f) => f.call(st, (ctx, n)),
-            None => Ok(0),
-        })?);
+        let a = Action::from_raw(self.callback(
+            vm,
+            ctx,
+            "proxy_on_request_trailers",
+            |ex, st| match &ex.on_request_trailers {
+                Some(f) => f.call(st, (ctx, n)),
+                None => Ok(0),
+            },
+        )?);
         self.track(vm, ctx).actions.push(("request_trailers", a));
         if a.is_continue() {
             self.http_mut(vm, ctx)?.request_trailers = None;
@@ -786,15 +1005,26 @@ impl Envoy {
         Ok(a)
     }
 
-    pub fn response_headers(&mut self, vm: usize, ctx: u32, headers: &[(String, String)], eos: bool) -> Result<Action, HostError> {
+    pub fn response_headers(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        headers: &[(String, String)],
+        eos: bool,
+    ) -> Result<Action, HostError> {
         let pairs = abi::to_pairs(headers);
         let n = pairs.len() as u32;
         self.track(vm, ctx).response_headers = pairs.clone();
         self.http_mut(vm, ctx)?.response_headers = Some(pairs);
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_response_headers", |ex, st| match &ex.on_response_headers {
-            Some(f) => f.call(st, (ctx, n, u32::from(eos))),
-            None => Ok(0),
-        })?);
+        let a = Action::from_raw(self.callback(
+            vm,
+            ctx,
+            "proxy_on_response_headers",
+            |ex, st| match &ex.on_response_headers {
+                Some(f) => f.call(st, (ctx, n, u32::from(eos))),
+                None => Ok(0),
+            },
+        )?);
         self.track(vm, ctx).actions.push(("response_headers", a));
         if a.is_continue() {
             self.release_response_headers(vm, ctx)?;
@@ -812,35 +1042,57 @@ impl Envoy {
         Ok(())
     }
 
-    pub fn response_body(&mut self, vm: usize, ctx: u32, chunk: &[u8], eos: bool) -> Result<Action, HostError> {
+    pub fn response_body(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        chunk: &[u8],
+        eos: bool,
+    ) -> Result<Action, HostError> {
         let size = {
             let h = self.http_mut(vm, ctx)?;
             let b = h.response_body.get_or_insert_with(Vec::new);
             b.extend_from_slice(chunk);
             b.len() as u32
         };
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_response_body", |ex, st| match &ex.on_response_body {
-            Some(f) => f.call(st, (ctx, size, u32::from(eos))),
-            None => Ok(0),
+        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_response_body", |ex, st| {
+            match &ex.on_response_body {
+                Some(f) => f.call(st, (ctx, size, u32::from(eos))),
+                None => Ok(0),
+            }
         })?);
         self.track(vm, ctx).actions.push(("response_body", a));
         if a.is_continue() {
             self.release_response_headers(vm, ctx)?;
-            let body = self.http_mut(vm, ctx)?.response_body.take().unwrap_or_default();
+            let body = self
+                .http_mut(vm, ctx)?
+                .response_body
+                .take()
+                .unwrap_or_default();
             self.track(vm, ctx).client_body.extend_from_slice(&body);
         }
         Ok(a)
     }
 
-    pub fn response_trailers(&mut self, vm: usize, ctx: u32, trailers: &[(String, String)]) -> Result<Action, HostError> {
+    pub fn response_trailers(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        trailers: &[(String, String)],
+    ) -> Result<Action, HostError> {
         let pairs = abi::to_pairs(trailers);
         let n = pairs.len() as u32;
         self.track(vm, ctx).response_trailers = pairs.clone();
         self.http_mut(vm, ctx)?.response_trailers = Some(pairs);
-        let a = Action::from_raw(self.callback(vm, ctx, "proxy_on_response_trailers", |ex, st| match &ex.on_response_trailers {
-            Some(f) => f.call(st, (ctx, n)),
-            None => Ok(0),
-        })?);
+        let a = Action::from_raw(self.callback(
+            vm,
+            ctx,
+            "proxy_on_response_trailers",
+            |ex, st| match &ex.on_response_trailers {
+                Some(f) => f.call(st, (ctx, n)),
+                None => Ok(0),
+            },
+        )?);
         self.track(vm, ctx).actions.push(("response_trailers", a));
         if a.is_continue() {
             self.http_mut(vm, ctx)?.response_trailers = None;
@@ -852,7 +1104,11 @@ impl Envoy {
     /// request and response headers), then `proxy_on_done` and `proxy_on_delete`.
     pub fn end_stream(&mut self, vm: usize, ctx: u32) -> Result<ExchangeResult, HostError> {
         let t = self.streams.remove(&(vm, ctx)).unwrap_or_default();
-        let log_view = (t.request_headers.clone(), t.response_headers.clone(), t.response_trailers.clone());
+        let log_view = (
+            t.request_headers.clone(),
+            t.response_headers.clone(),
+            t.response_trailers.clone(),
+        );
         {
             let h = self.http_mut(vm, ctx)?;
             h.request_headers = None;
@@ -884,7 +1140,12 @@ impl Envoy {
     }
 
     /// Runs one exchange on `root` from request headers to `proxy_on_delete`.
-    pub fn run_exchange(&mut self, vm: usize, root: u32, ex: &Exchange) -> Result<ExchangeResult, HostError> {
+    pub fn run_exchange(
+        &mut self,
+        vm: usize,
+        root: u32,
+        ex: &Exchange,
+    ) -> Result<ExchangeResult, HostError> {
         let ctx = self.create_http(vm, root)?;
         let has_req_body = !ex.request_body.is_empty();
         let req_trailers = !ex.request_trailers.is_empty();
@@ -899,7 +1160,12 @@ impl Envoy {
         }
         let has_resp_body = !ex.response_body.is_empty();
         let resp_trailers = !ex.response_trailers.is_empty();
-        self.response_headers(vm, ctx, &ex.response_headers, !has_resp_body && !resp_trailers && !ex.response_reset)?;
+        self.response_headers(
+            vm,
+            ctx,
+            &ex.response_headers,
+            !has_resp_body && !resp_trailers && !ex.response_reset,
+        )?;
         if has_resp_body {
             let chunks = ex.response_chunking.split(&ex.response_body);
             let n = chunks.len();
@@ -942,10 +1208,14 @@ impl Envoy {
             .enumerate()
             .filter(|(_, v)| !v.store.data().failed)
             .flat_map(|(i, v)| {
-                v.store.data().contexts.iter().filter_map(move |(id, c)| match c {
-                    Ctx::Root(r) => r.next_tick_ns.map(|t| (t, Some((i, *id)))),
-                    Ctx::Http(_) => None,
-                })
+                v.store
+                    .data()
+                    .contexts
+                    .iter()
+                    .filter_map(move |(id, c)| match c {
+                        Ctx::Root(r) => r.next_tick_ns.map(|t| (t, Some((i, *id)))),
+                        Ctx::Http(_) => None,
+                    })
             })
             .min_by_key(|(t, w)| (*t, *w));
         match (answer, tick) {
@@ -966,14 +1236,23 @@ impl Envoy {
             }
             match what {
                 None => {
-                    let Some(((_, _), e)) = self.schedule.pop_first() else { break };
+                    let Some(((_, _), e)) = self.schedule.pop_first() else {
+                        break;
+                    };
                     match e {
-                        Event::Answer { vm, token, reply, timed_out } => self.deliver(vm, token, &reply, timed_out)?,
+                        Event::Answer {
+                            vm,
+                            token,
+                            reply,
+                            timed_out,
+                        } => self.deliver(vm, token, &reply, timed_out)?,
                     }
                 }
                 Some((vm, root)) => {
                     let now = self.now_ns();
-                    if let Some(Ctx::Root(r)) = self.vm(vm)?.store.data_mut().contexts.get_mut(&root) {
+                    if let Some(Ctx::Root(r)) =
+                        self.vm(vm)?.store.data_mut().contexts.get_mut(&root)
+                    {
                         // Envoy's timer re-arms itself for the next period.
                         r.next_tick_ns = Some(now + u64::from(r.tick_period_ms.max(1)) * 1_000_000);
                     }
@@ -994,7 +1273,12 @@ impl Envoy {
 
     /// Advances in steps of `step_ms` until `done` holds (checked after each step) or
     /// `max_ms` passed. Returns whether `done` held.
-    pub fn advance_until(&mut self, step_ms: u64, max_ms: u64, mut done: impl FnMut(&Envoy) -> bool) -> Result<bool, HostError> {
+    pub fn advance_until(
+        &mut self,
+        step_ms: u64,
+        max_ms: u64,
+        mut done: impl FnMut(&Envoy) -> bool,
+    ) -> Result<bool, HostError> {
         let end = self.now_ns() + max_ms * 1_000_000;
         while self.now_ns() < end {
             if done(self) {
@@ -1017,7 +1301,12 @@ impl Envoy {
     }
 
     pub fn log_lines(&self) -> Vec<String> {
-        self.shared.borrow().logs.iter().map(|l| format!("[{}] {}", l.level, l.message)).collect()
+        self.shared
+            .borrow()
+            .logs
+            .iter()
+            .map(|l| format!("[{}] {}", l.level, l.message))
+            .collect()
     }
 
     /// Forgets the records (calls, logs, answers) kept so far, to bound memory in long runs.
@@ -1035,9 +1324,17 @@ impl Envoy {
     }
 
     /// Sets a property a stream context can read (`proxy_get_property`).
-    pub fn set_stream_property(&mut self, vm: usize, ctx: u32, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+    pub fn set_stream_property(
+        &mut self,
+        vm: usize,
+        ctx: u32,
+        path: &[&str],
+        value: &[u8],
+    ) -> Result<(), HostError> {
         let key = path.join("\0").into_bytes();
-        self.http_mut(vm, ctx)?.properties.insert(key, value.to_vec());
+        self.http_mut(vm, ctx)?
+            .properties
+            .insert(key, value.to_vec());
         Ok(())
     }
 
@@ -1049,13 +1346,23 @@ impl Envoy {
     pub fn roots(&self, vm: usize) -> Vec<u32> {
         self.vms
             .get(vm)
-            .map(|v| v.store.data().contexts.iter().filter(|(_, c)| matches!(c, Ctx::Root(_))).map(|(id, _)| *id).collect())
+            .map(|v| {
+                v.store
+                    .data()
+                    .contexts
+                    .iter()
+                    .filter(|(_, c)| matches!(c, Ctx::Root(_)))
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Pages of linear memory of a VM (to watch for leaks).
     pub fn memory_bytes(&mut self, vm: usize) -> usize {
-        let Some(v) = self.vms.get_mut(vm) else { return 0 };
+        let Some(v) = self.vms.get_mut(vm) else {
+            return 0;
+        };
         match v.store.data().memory {
             Some(m) => m.data_size(&v.store),
             None => 0,

@@ -216,7 +216,13 @@ pub struct VmState {
 }
 
 impl VmState {
-    pub fn new(shared: Rc<RefCell<Shared>>, vm: usize, env: Vec<(String, String)>, vm_config: Vec<u8>, seed: u64) -> Self {
+    pub fn new(
+        shared: Rc<RefCell<Shared>>,
+        vm: usize,
+        env: Vec<(String, String)>,
+        vm_config: Vec<u8>,
+        seed: u64,
+    ) -> Self {
         VmState {
             shared,
             vm,
@@ -247,7 +253,11 @@ impl VmState {
 
     /// `contextOrEffectiveContext()`: the effective context if set and alive, else the current.
     pub fn ctx_id(&self) -> u32 {
-        if self.effective != 0 && self.contexts.contains_key(&self.effective) { self.effective } else { self.current }
+        if self.effective != 0 && self.contexts.contains_key(&self.effective) {
+            self.effective
+        } else {
+            self.current
+        }
     }
 
     fn http(&self) -> Option<&HttpCtx> {
@@ -276,11 +286,21 @@ impl VmState {
     fn log(&self, level: u32, message: String) {
         let mut sh = self.shared.borrow_mut();
         let at_ms = sh.now_ms();
-        sh.logs.push(LogRecord { vm: self.vm, context: self.ctx_id(), level, message, at_ms });
+        sh.logs.push(LogRecord {
+            vm: self.vm,
+            context: self.ctx_id(),
+            level,
+            message,
+            at_ms,
+        });
     }
 
     fn mutation(&self, what: String) {
-        self.shared.borrow_mut().mutations.push(Mutation { vm: self.vm, context: self.ctx_id(), what });
+        self.shared.borrow_mut().mutations.push(Mutation {
+            vm: self.vm,
+            context: self.ctx_id(),
+            what,
+        });
     }
 
     /// Envoy's `getConstMap`: the map the filter may read now, if any.
@@ -329,7 +349,9 @@ impl VmState {
         match t {
             buffer::VM_CONFIGURATION => Some(&self.vm_config),
             buffer::PLUGIN_CONFIGURATION => self.configuring.as_deref(),
-            buffer::HTTP_CALL_RESPONSE_BODY => self.call_response.as_ref().map(|r| r.body.as_slice()),
+            buffer::HTTP_CALL_RESPONSE_BODY => {
+                self.call_response.as_ref().map(|r| r.body.as_slice())
+            }
             buffer::HTTP_REQUEST_BODY => self.http()?.request_body.as_deref(),
             buffer::HTTP_RESPONSE_BODY => self.http()?.response_body.as_deref(),
             _ => None,
@@ -354,13 +376,20 @@ fn memory(caller: &mut C<'_>) -> Option<Memory> {
 fn read(caller: &mut C<'_>, ptr: u32, len: u32) -> Option<Vec<u8>> {
     let m = memory(caller)?;
     let (start, len) = (ptr as usize, len as usize);
-    m.data(&*caller).get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    m.data(&*caller)
+        .get(start..start.checked_add(len)?)
+        .map(<[u8]>::to_vec)
 }
 
 fn write(caller: &mut C<'_>, ptr: u32, bytes: &[u8]) -> bool {
-    let Some(m) = memory(caller) else { return false };
+    let Some(m) = memory(caller) else {
+        return false;
+    };
     let start = ptr as usize;
-    match m.data_mut(&mut *caller).get_mut(start..start.saturating_add(bytes.len())) {
+    match m
+        .data_mut(&mut *caller)
+        .get_mut(start..start.saturating_add(bytes.len()))
+    {
         Some(dst) if dst.len() == bytes.len() => {
             dst.copy_from_slice(bytes);
             true
@@ -385,7 +414,11 @@ fn alloc_copy(caller: &mut C<'_>, bytes: &[u8]) -> wasmtime::Result<Option<u32>>
             let f = ["malloc", "proxy_on_memory_allocate"]
                 .iter()
                 .find_map(|n| caller.get_export(n).and_then(Extern::into_func))
-                .ok_or_else(|| wasmtime::format_err!("the module exports no malloc nor proxy_on_memory_allocate"))?
+                .ok_or_else(|| {
+                    wasmtime::format_err!(
+                        "the module exports no malloc nor proxy_on_memory_allocate"
+                    )
+                })?
                 .typed::<u32, u32>(&*caller)?;
             caller.data_mut().malloc = Some(f.clone());
             f
@@ -399,7 +432,12 @@ fn alloc_copy(caller: &mut C<'_>, bytes: &[u8]) -> wasmtime::Result<Option<u32>>
 }
 
 /// Envoy's `copyToPointerSize`: nothing is allocated for an empty value (pointer 0).
-fn copy_out(caller: &mut C<'_>, bytes: &[u8], ptr_ptr: u32, size_ptr: u32) -> wasmtime::Result<u32> {
+fn copy_out(
+    caller: &mut C<'_>,
+    bytes: &[u8],
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> wasmtime::Result<u32> {
     let p = if bytes.is_empty() {
         0
     } else {
@@ -449,44 +487,78 @@ pub fn add_to_linker(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
 }
 
 fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
-    l.func_wrap("env", "proxy_log", |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> u32 {
-        if level > log_level::CRITICAL {
-            return status::BAD_ARGUMENT;
-        }
-        let Some(msg) = read(&mut c, ptr, len) else { return status::INVALID_MEMORY_ACCESS };
-        c.data().log(level, lossy(&msg));
-        status::OK
-    })?;
-    l.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ptr: u32| -> u32 {
-        let level = c.data().log_level;
-        if write_u32(&mut c, ptr, level) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
-    l.func_wrap("env", "proxy_get_current_time_nanoseconds", |mut c: C<'_>, ptr: u32| -> u32 {
-        let now = c.data().shared.borrow().now_ns;
-        if write_u64(&mut c, ptr, now) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
-    l.func_wrap("env", "proxy_set_tick_period_milliseconds", |mut c: C<'_>, period: u32| -> u32 {
-        let s = c.data_mut();
-        let root = s.root_of(s.ctx_id());
-        let now = s.shared.borrow().now_ns;
-        match s.contexts.get_mut(&root) {
-            Some(Ctx::Root(r)) => {
-                // Envoy re-arms the root's timer on every call (`setTimerPeriod`); 0 stops it.
-                r.tick_period_ms = period;
-                r.next_tick_ns = (period > 0).then(|| now + u64::from(period) * 1_000_000);
-                status::OK
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: C<'_>, level: u32, ptr: u32, len: u32| -> u32 {
+            if level > log_level::CRITICAL {
+                return status::BAD_ARGUMENT;
             }
-            _ => status::BAD_ARGUMENT,
-        }
-    })?;
+            let Some(msg) = read(&mut c, ptr, len) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data().log(level, lossy(&msg));
+            status::OK
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: C<'_>, ptr: u32| -> u32 {
+            let level = c.data().log_level;
+            if write_u32(&mut c, ptr, level) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: C<'_>, ptr: u32| -> u32 {
+            let now = c.data().shared.borrow().now_ns;
+            if write_u64(&mut c, ptr, now) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut c: C<'_>, period: u32| -> u32 {
+            let s = c.data_mut();
+            let root = s.root_of(s.ctx_id());
+            let now = s.shared.borrow().now_ns;
+            match s.contexts.get_mut(&root) {
+                Some(Ctx::Root(r)) => {
+                    // Envoy re-arms the root's timer on every call (`setTimerPeriod`); 0 stops it.
+                    r.tick_period_ms = period;
+                    r.next_tick_ns = (period > 0).then(|| now + u64::from(period) * 1_000_000);
+                    status::OK
+                }
+                _ => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
-        |mut c: C<'_>, t: u32, start: u32, length: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
+        |mut c: C<'_>,
+         t: u32,
+         start: u32,
+         length: u32,
+         ptr_ptr: u32,
+         size_ptr: u32|
+         -> wasmtime::Result<u32> {
             if t > buffer::MAX {
                 return Ok(status::BAD_ARGUMENT);
             }
-            let Some(b) = c.data().buffer(t) else { return Ok(status::NOT_FOUND) };
+            let Some(b) = c.data().buffer(t) else {
+                return Ok(status::NOT_FOUND);
+            };
             let (start, length) = (start as u64, length as u64);
             // exports.cc get_buffer_bytes: overflow check, then clamp to the buffer's size;
             // a zero length returns Ok without writing the out-pointers.
@@ -501,13 +573,23 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             copy_out(&mut c, &bytes, ptr_ptr, size_ptr)
         },
     )?;
-    l.func_wrap("env", "proxy_get_buffer_status", |mut c: C<'_>, t: u32, len_ptr: u32, flags_ptr: u32| -> u32 {
-        if t > buffer::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let Some(n) = c.data().buffer(t).map(<[u8]>::len) else { return status::NOT_FOUND };
-        if write_u32(&mut c, len_ptr, n as u32) && write_u32(&mut c, flags_ptr, 0) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut c: C<'_>, t: u32, len_ptr: u32, flags_ptr: u32| -> u32 {
+            if t > buffer::MAX {
+                return status::BAD_ARGUMENT;
+            }
+            let Some(n) = c.data().buffer(t).map(<[u8]>::len) else {
+                return status::NOT_FOUND;
+            };
+            if write_u32(&mut c, len_ptr, n as u32) && write_u32(&mut c, flags_ptr, 0) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_set_buffer_bytes",
@@ -518,8 +600,13 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             if c.data().buffer(t).is_none() {
                 return status::NOT_FOUND;
             }
-            let Some(data) = read(&mut c, ptr, len) else { return status::INVALID_MEMORY_ACCESS };
-            c.data().mutation(format!("set_buffer_bytes(buffer {t}, start {start}, length {length}, {} bytes)", data.len()));
+            let Some(data) = read(&mut c, ptr, len) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data().mutation(format!(
+                "set_buffer_bytes(buffer {t}, start {start}, length {length}, {} bytes)",
+                data.len()
+            ));
             let s = c.data_mut();
             let body = match (t, s.http_mut()) {
                 (buffer::HTTP_REQUEST_BODY, Some(h)) => h.request_body.as_mut(),
@@ -533,28 +620,47 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             }
         },
     )?;
-    l.func_wrap("env", "proxy_get_header_map_pairs", |mut c: C<'_>, t: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
-        if t > map::MAX {
-            return Ok(status::BAD_ARGUMENT);
-        }
-        // context.cc getHeaderMapPairs: always Ok, an unavailable map reads as empty.
-        let pairs = c.data().const_map(t).cloned().unwrap_or_default();
-        let bytes = if pairs.is_empty() { Vec::new() } else { abi::serialize_pairs(&pairs) };
-        copy_out(&mut c, &bytes, ptr_ptr, size_ptr)
-    })?;
     l.func_wrap(
         "env",
-        "proxy_get_header_map_value",
-        |mut c: C<'_>, t: u32, kptr: u32, klen: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
+        "proxy_get_header_map_pairs",
+        |mut c: C<'_>, t: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
             if t > map::MAX {
                 return Ok(status::BAD_ARGUMENT);
             }
-            let Some(key) = read(&mut c, kptr, klen) else { return Ok(status::INVALID_MEMORY_ACCESS) };
+            // context.cc getHeaderMapPairs: always Ok, an unavailable map reads as empty.
+            let pairs = c.data().const_map(t).cloned().unwrap_or_default();
+            let bytes = if pairs.is_empty() {
+                Vec::new()
+            } else {
+                abi::serialize_pairs(&pairs)
+            };
+            copy_out(&mut c, &bytes, ptr_ptr, size_ptr)
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: C<'_>,
+         t: u32,
+         kptr: u32,
+         klen: u32,
+         ptr_ptr: u32,
+         size_ptr: u32|
+         -> wasmtime::Result<u32> {
+            if t > map::MAX {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            let Some(key) = read(&mut c, kptr, klen) else {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            };
             // context.cc getHeaderMapValue: an unavailable map is BadArgument (outside the
             // access-log phase), a missing key NotFound; the first value wins.
             let value = match c.data().const_map(t) {
                 None => return Ok(status::BAD_ARGUMENT),
-                Some(m) => m.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)).map(|(_, v)| v.clone()),
+                Some(m) => m
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                    .map(|(_, v)| v.clone()),
             };
             match value {
                 None => Ok(status::NOT_FOUND),
@@ -562,104 +668,183 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             }
         },
     )?;
-    l.func_wrap("env", "proxy_set_header_map_pairs", |mut c: C<'_>, t: u32, ptr: u32, len: u32| -> u32 {
-        if t > map::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let Some(data) = read(&mut c, ptr, len) else { return status::INVALID_MEMORY_ACCESS };
-        c.data().mutation(format!("set_header_map_pairs({})", map::name(t)));
-        let pairs: Pairs = abi::parse_pairs(&data).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        match c.data_mut().mutable_map(t) {
-            Some(m) => {
-                *m = pairs;
-                status::OK
+    l.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut c: C<'_>, t: u32, ptr: u32, len: u32| -> u32 {
+            if t > map::MAX {
+                return status::BAD_ARGUMENT;
             }
-            None => status::BAD_ARGUMENT,
-        }
-    })?;
-    l.func_wrap("env", "proxy_get_header_map_size", |mut c: C<'_>, t: u32, ptr: u32| -> u32 {
-        if t > map::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let Some(size) = c.data_mut().mutable_map(t).map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) else {
-            return status::BAD_ARGUMENT;
-        };
-        if write_u32(&mut c, ptr, size as u32) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
-    l.func_wrap("env", "proxy_add_header_map_value", |mut c: C<'_>, t: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> u32 {
-        if t > map::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let (Some(k), Some(v)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else { return status::INVALID_MEMORY_ACCESS };
-        c.data().mutation(format!("add_header_map_value({}, {})", map::name(t), lossy(&k)));
-        match c.data_mut().mutable_map(t) {
-            Some(m) => {
-                m.push((k.to_ascii_lowercase(), v));
-                status::OK
+            let Some(data) = read(&mut c, ptr, len) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data()
+                .mutation(format!("set_header_map_pairs({})", map::name(t)));
+            let pairs: Pairs = abi::parse_pairs(&data)
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            match c.data_mut().mutable_map(t) {
+                Some(m) => {
+                    *m = pairs;
+                    status::OK
+                }
+                None => status::BAD_ARGUMENT,
             }
-            None => status::BAD_ARGUMENT,
-        }
-    })?;
-    l.func_wrap("env", "proxy_replace_header_map_value", |mut c: C<'_>, t: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> u32 {
-        if t > map::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let (Some(k), Some(v)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else { return status::INVALID_MEMORY_ACCESS };
-        c.data().mutation(format!("replace_header_map_value({}, {})", map::name(t), lossy(&k)));
-        match c.data_mut().mutable_map(t) {
-            Some(m) => {
-                let k = k.to_ascii_lowercase();
-                m.retain(|(x, _)| !x.eq_ignore_ascii_case(&k));
-                m.push((k, v));
-                status::OK
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: C<'_>, t: u32, ptr: u32| -> u32 {
+            if t > map::MAX {
+                return status::BAD_ARGUMENT;
             }
-            None => status::BAD_ARGUMENT,
-        }
-    })?;
-    l.func_wrap("env", "proxy_remove_header_map_value", |mut c: C<'_>, t: u32, kp: u32, kl: u32| -> u32 {
-        if t > map::MAX {
-            return status::BAD_ARGUMENT;
-        }
-        let Some(k) = read(&mut c, kp, kl) else { return status::INVALID_MEMORY_ACCESS };
-        c.data().mutation(format!("remove_header_map_value({}, {})", map::name(t), lossy(&k)));
-        match c.data_mut().mutable_map(t) {
-            Some(m) => {
-                m.retain(|(x, _)| !x.eq_ignore_ascii_case(&k));
+            let Some(size) = c
+                .data_mut()
+                .mutable_map(t)
+                .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+            else {
+                return status::BAD_ARGUMENT;
+            };
+            if write_u32(&mut c, ptr, size as u32) {
                 status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
             }
-            None => status::BAD_ARGUMENT,
-        }
-    })?;
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        |mut c: C<'_>, t: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> u32 {
+            if t > map::MAX {
+                return status::BAD_ARGUMENT;
+            }
+            let (Some(k), Some(v)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data().mutation(format!(
+                "add_header_map_value({}, {})",
+                map::name(t),
+                lossy(&k)
+            ));
+            match c.data_mut().mutable_map(t) {
+                Some(m) => {
+                    m.push((k.to_ascii_lowercase(), v));
+                    status::OK
+                }
+                None => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        |mut c: C<'_>, t: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> u32 {
+            if t > map::MAX {
+                return status::BAD_ARGUMENT;
+            }
+            let (Some(k), Some(v)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data().mutation(format!(
+                "replace_header_map_value({}, {})",
+                map::name(t),
+                lossy(&k)
+            ));
+            match c.data_mut().mutable_map(t) {
+                Some(m) => {
+                    let k = k.to_ascii_lowercase();
+                    m.retain(|(x, _)| !x.eq_ignore_ascii_case(&k));
+                    m.push((k, v));
+                    status::OK
+                }
+                None => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: C<'_>, t: u32, kp: u32, kl: u32| -> u32 {
+            if t > map::MAX {
+                return status::BAD_ARGUMENT;
+            }
+            let Some(k) = read(&mut c, kp, kl) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            c.data().mutation(format!(
+                "remove_header_map_value({}, {})",
+                map::name(t),
+                lossy(&k)
+            ));
+            match c.data_mut().mutable_map(t) {
+                Some(m) => {
+                    m.retain(|(x, _)| !x.eq_ignore_ascii_case(&k));
+                    status::OK
+                }
+                None => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_property",
         |mut c: C<'_>, pp: u32, pl: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
-            let Some(path) = read(&mut c, pp, pl) else { return Ok(status::INVALID_MEMORY_ACCESS) };
+            let Some(path) = read(&mut c, pp, pl) else {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            };
             let s = c.data();
-            let value = s.http().and_then(|h| h.properties.get(&path)).or_else(|| s.properties.get(&path)).cloned();
+            let value = s
+                .http()
+                .and_then(|h| h.properties.get(&path))
+                .or_else(|| s.properties.get(&path))
+                .cloned();
             match value {
                 Some(v) => copy_out(&mut c, &v, ptr_ptr, size_ptr),
                 None => Ok(status::NOT_FOUND),
             }
         },
     )?;
-    l.func_wrap("env", "proxy_set_property", |mut c: C<'_>, pp: u32, pl: u32, vp: u32, vl: u32| -> u32 {
-        let (Some(path), Some(value)) = (read(&mut c, pp, pl), read(&mut c, vp, vl)) else { return status::INVALID_MEMORY_ACCESS };
-        // context.cc setProperty: NotFound without a stream (in a root context).
-        match c.data_mut().http_mut() {
-            Some(h) => {
-                h.properties.insert(path, value);
-                status::OK
+    l.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: C<'_>, pp: u32, pl: u32, vp: u32, vl: u32| -> u32 {
+            let (Some(path), Some(value)) = (read(&mut c, pp, pl), read(&mut c, vp, vl)) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            // context.cc setProperty: NotFound without a stream (in a root context).
+            match c.data_mut().http_mut() {
+                Some(h) => {
+                    h.properties.insert(path, value);
+                    status::OK
+                }
+                None => status::NOT_FOUND,
             }
-            None => status::NOT_FOUND,
-        }
-    })?;
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_http_call",
-        |mut c: C<'_>, up: u32, ul: u32, hp: u32, hl: u32, bp: u32, bl: u32, tp: u32, tl: u32, timeout: u32, token_ptr: u32| -> u32 {
-            let (Some(cluster), Some(h), Some(body), Some(t)) = (read(&mut c, up, ul), read(&mut c, hp, hl), read(&mut c, bp, bl), read(&mut c, tp, tl))
-            else {
+        |mut c: C<'_>,
+         up: u32,
+         ul: u32,
+         hp: u32,
+         hl: u32,
+         bp: u32,
+         bl: u32,
+         tp: u32,
+         tl: u32,
+         timeout: u32,
+         token_ptr: u32|
+         -> u32 {
+            let (Some(cluster), Some(h), Some(body), Some(t)) = (
+                read(&mut c, up, ul),
+                read(&mut c, hp, hl),
+                read(&mut c, bp, bl),
+                read(&mut c, tp, tl),
+            ) else {
                 return status::INVALID_MEMORY_ACCESS;
             };
             // exports.cc http_call writes a 0 token first to check the pointer.
@@ -687,9 +872,14 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             // context.cc httpCall: a negative timeout, an unknown cluster, or a request
             // without :path, :method and :authority (Host) is BadArgument.
             let known_cluster = s.shared.borrow().clusters.contains(&call.cluster);
-            let complete = [":path", ":method", ":authority"].iter().all(|h| call.header(h).is_some());
+            let complete = [":path", ":method", ":authority"]
+                .iter()
+                .all(|h| call.header(h).is_some());
             if timeout > i32::MAX as u32 || !known_cluster || !complete {
-                s.shared.borrow_mut().rejected_calls.push((call, status::BAD_ARGUMENT));
+                s.shared
+                    .borrow_mut()
+                    .rejected_calls
+                    .push((call, status::BAD_ARGUMENT));
                 return status::BAD_ARGUMENT;
             }
             // Tokens are per VM (`Wasm::nextHttpCallId`), never 0.
@@ -698,35 +888,57 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             call.token = token;
             // Envoy adds content-length for a non-empty body.
             if !call.body.is_empty() {
-                call.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
-                call.headers.push(("content-length".to_owned(), call.body.len().to_string()));
+                call.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
+                call.headers
+                    .push(("content-length".to_owned(), call.body.len().to_string()));
             }
             let index = {
                 let mut sh = s.shared.borrow_mut();
                 sh.calls.push(call);
                 sh.calls.len() - 1
             };
-            s.pending.insert(token, PendingCall { root, call_index: index, timeout_ms: timeout, dispatched_ns: now_ns });
+            s.pending.insert(
+                token,
+                PendingCall {
+                    root,
+                    call_index: index,
+                    timeout_ms: timeout,
+                    dispatched_ns: now_ns,
+                },
+            );
             s.new_calls.push(token);
-            if write_u32(&mut c, token_ptr, token) { status::OK } else { status::INVALID_MEMORY_ACCESS }
+            if write_u32(&mut c, token_ptr, token) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
         },
     )?;
-    l.func_wrap("env", "proxy_get_status", |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
-        let (code, msg) = c.data().call_status.clone();
-        if !write_u32(&mut c, code_ptr, code) {
-            return Ok(status::INVALID_MEMORY_ACCESS);
-        }
-        copy_out(&mut c, msg.as_bytes(), ptr_ptr, size_ptr)
-    })?;
-    l.func_wrap("env", "proxy_set_effective_context", |mut c: C<'_>, id: u32| -> u32 {
-        let s = c.data_mut();
-        if s.contexts.contains_key(&id) {
-            s.effective = id;
-            status::OK
-        } else {
-            status::BAD_ARGUMENT
-        }
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut c: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
+            let (code, msg) = c.data().call_status.clone();
+            if !write_u32(&mut c, code_ptr, code) {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            }
+            copy_out(&mut c, msg.as_bytes(), ptr_ptr, size_ptr)
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: C<'_>, id: u32| -> u32 {
+            let s = c.data_mut();
+            if s.contexts.contains_key(&id) {
+                s.effective = id;
+                status::OK
+            } else {
+                status::BAD_ARGUMENT
+            }
+        },
+    )?;
     l.func_wrap("env", "proxy_done", |mut c: C<'_>| -> u32 {
         // WasmBase::done: only a root context whose on_done returned false may call it.
         let s = c.data_mut();
@@ -757,84 +969,149 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_send_local_response",
-        |c: C<'_>, code: u32, _dp: u32, _dl: u32, _bp: u32, bl: u32, _hp: u32, _hl: u32, _grpc: i32| -> u32 {
-            c.data().mutation(format!("send_local_response({code}, {bl} bytes)"));
+        |c: C<'_>,
+         code: u32,
+         _dp: u32,
+         _dl: u32,
+         _bp: u32,
+         bl: u32,
+         _hp: u32,
+         _hl: u32,
+         _grpc: i32|
+         -> u32 {
+            c.data()
+                .mutation(format!("send_local_response({code}, {bl} bytes)"));
             status::OK
         },
     )?;
-    l.func_wrap("env", "proxy_define_metric", |mut c: C<'_>, t: u32, np: u32, nl: u32, id_ptr: u32| -> u32 {
-        let Some(name) = read(&mut c, np, nl) else { return status::INVALID_MEMORY_ACCESS };
-        let name = lossy(&name);
-        let kind = match t {
-            metric::COUNTER => StatKind::Counter,
-            metric::GAUGE => StatKind::Gauge,
-            metric::HISTOGRAM => StatKind::Histogram,
-            _ => return status::BAD_ARGUMENT,
-        };
-        let s = c.data_mut();
-        s.next_metric[t as usize] += 1;
-        let id = (s.next_metric[t as usize] << 2) | t;
-        s.metrics.insert(id, name.clone());
-        s.shared.borrow_mut().stats.entry(name).or_insert(Stat { kind, value: 0, samples: Vec::new() });
-        if write_u32(&mut c, id_ptr, id) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
-    l.func_wrap("env", "proxy_increment_metric", |c: C<'_>, id: u32, offset: i64| -> u32 {
-        let s = c.data();
-        let Some(name) = s.metrics.get(&id) else {
-            // context.cc incrementMetric: an unknown counter id falls through to BadArgument.
-            return if id & metric::TYPE_MASK == metric::GAUGE { status::NOT_FOUND } else { status::BAD_ARGUMENT };
-        };
-        let mut sh = s.shared.borrow_mut();
-        let Some(stat) = sh.stats.get_mut(name) else { return status::NOT_FOUND };
-        match stat.kind {
-            StatKind::Counter if offset > 0 => {
-                stat.value += offset;
+    l.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut c: C<'_>, t: u32, np: u32, nl: u32, id_ptr: u32| -> u32 {
+            let Some(name) = read(&mut c, np, nl) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            let name = lossy(&name);
+            let kind = match t {
+                metric::COUNTER => StatKind::Counter,
+                metric::GAUGE => StatKind::Gauge,
+                metric::HISTOGRAM => StatKind::Histogram,
+                _ => return status::BAD_ARGUMENT,
+            };
+            let s = c.data_mut();
+            s.next_metric[t as usize] += 1;
+            let id = (s.next_metric[t as usize] << 2) | t;
+            s.metrics.insert(id, name.clone());
+            s.shared.borrow_mut().stats.entry(name).or_insert(Stat {
+                kind,
+                value: 0,
+                samples: Vec::new(),
+            });
+            if write_u32(&mut c, id_ptr, id) {
                 status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
             }
-            StatKind::Counter => status::BAD_ARGUMENT,
-            StatKind::Gauge => {
-                stat.value += offset;
-                if stat.value < 0 {
-                    let msg = format!("gauge {name} went below zero ({}): Envoy's unsigned gauge wraps", stat.value);
-                    sh.anomalies.push(msg);
-                }
-                status::OK
-            }
-            StatKind::Histogram => status::BAD_ARGUMENT,
-        }
-    })?;
-    l.func_wrap("env", "proxy_record_metric", |c: C<'_>, id: u32, value: u64| -> u32 {
-        let s = c.data();
-        let Some(name) = s.metrics.get(&id) else { return status::NOT_FOUND };
-        let mut sh = s.shared.borrow_mut();
-        let Some(stat) = sh.stats.get_mut(name) else { return status::NOT_FOUND };
-        match stat.kind {
-            StatKind::Counter => stat.value += value as i64,
-            StatKind::Gauge => stat.value = value as i64,
-            StatKind::Histogram => stat.samples.push(value),
-        }
-        status::OK
-    })?;
-    l.func_wrap("env", "proxy_get_metric", |mut c: C<'_>, id: u32, ptr: u32| -> u32 {
-        let value = {
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |c: C<'_>, id: u32, offset: i64| -> u32 {
             let s = c.data();
-            let Some(name) = s.metrics.get(&id) else { return status::NOT_FOUND };
-            let sh = s.shared.borrow();
-            match sh.stats.get(name) {
-                Some(st) if st.kind != StatKind::Histogram => st.value as u64,
-                Some(_) => return status::BAD_ARGUMENT,
-                None => return status::NOT_FOUND,
+            let Some(name) = s.metrics.get(&id) else {
+                // context.cc incrementMetric: an unknown counter id falls through to BadArgument.
+                return if id & metric::TYPE_MASK == metric::GAUGE {
+                    status::NOT_FOUND
+                } else {
+                    status::BAD_ARGUMENT
+                };
+            };
+            let mut sh = s.shared.borrow_mut();
+            let Some(stat) = sh.stats.get_mut(name) else {
+                return status::NOT_FOUND;
+            };
+            match stat.kind {
+                StatKind::Counter if offset > 0 => {
+                    stat.value += offset;
+                    status::OK
+                }
+                StatKind::Counter => status::BAD_ARGUMENT,
+                StatKind::Gauge => {
+                    stat.value += offset;
+                    if stat.value < 0 {
+                        let msg = format!(
+                            "gauge {name} went below zero ({}): Envoy's unsigned gauge wraps",
+                            stat.value
+                        );
+                        sh.anomalies.push(msg);
+                    }
+                    status::OK
+                }
+                StatKind::Histogram => status::BAD_ARGUMENT,
             }
-        };
-        if write_u64(&mut c, ptr, value) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |c: C<'_>, id: u32, value: u64| -> u32 {
+            let s = c.data();
+            let Some(name) = s.metrics.get(&id) else {
+                return status::NOT_FOUND;
+            };
+            let mut sh = s.shared.borrow_mut();
+            let Some(stat) = sh.stats.get_mut(name) else {
+                return status::NOT_FOUND;
+            };
+            match stat.kind {
+                StatKind::Counter => stat.value += value as i64,
+                StatKind::Gauge => stat.value = value as i64,
+                StatKind::Histogram => stat.samples.push(value),
+            }
+            status::OK
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut c: C<'_>, id: u32, ptr: u32| -> u32 {
+            let value = {
+                let s = c.data();
+                let Some(name) = s.metrics.get(&id) else {
+                    return status::NOT_FOUND;
+                };
+                let sh = s.shared.borrow();
+                match sh.stats.get(name) {
+                    Some(st) if st.kind != StatKind::Histogram => st.value as u64,
+                    Some(_) => return status::BAD_ARGUMENT,
+                    None => return status::NOT_FOUND,
+                }
+            };
+            if write_u64(&mut c, ptr, value) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_shared_data",
-        |mut c: C<'_>, kp: u32, kl: u32, ptr_ptr: u32, size_ptr: u32, cas_ptr: u32| -> wasmtime::Result<u32> {
-            let Some(key) = read(&mut c, kp, kl) else { return Ok(status::INVALID_MEMORY_ACCESS) };
+        |mut c: C<'_>,
+         kp: u32,
+         kl: u32,
+         ptr_ptr: u32,
+         size_ptr: u32,
+         cas_ptr: u32|
+         -> wasmtime::Result<u32> {
+            let Some(key) = read(&mut c, kp, kl) else {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            };
             let entry = c.data().shared.borrow().shared_data.get(&key).cloned();
-            let Some((value, cas)) = entry else { return Ok(status::NOT_FOUND) };
+            let Some((value, cas)) = entry else {
+                return Ok(status::NOT_FOUND);
+            };
             let r = copy_out(&mut c, &value, ptr_ptr, size_ptr)?;
             if r != status::OK || !write_u32(&mut c, cas_ptr, cas) {
                 return Ok(status::INVALID_MEMORY_ACCESS);
@@ -842,77 +1119,152 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
             Ok(status::OK)
         },
     )?;
-    l.func_wrap("env", "proxy_set_shared_data", |mut c: C<'_>, kp: u32, kl: u32, vp: u32, vl: u32, cas: u32| -> u32 {
-        let (Some(key), Some(value)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else { return status::INVALID_MEMORY_ACCESS };
-        let mut sh = c.data().shared.borrow_mut();
-        if cas != 0 && sh.shared_data.get(&key).is_some_and(|(_, current)| *current != cas) {
-            return status::CAS_MISMATCH;
-        }
-        let next = sh.next_cas();
-        sh.shared_data.insert(key, (value, next));
-        status::OK
-    })?;
-    l.func_wrap("env", "proxy_register_shared_queue", |mut c: C<'_>, np: u32, nl: u32, token_ptr: u32| -> u32 {
-        let Some(name) = read(&mut c, np, nl) else { return status::INVALID_MEMORY_ACCESS };
-        let token = {
-            let s = c.data();
-            let root = s.root_of(s.ctx_id());
-            let mut sh = s.shared.borrow_mut();
-            let name = lossy(&name);
-            let vm_id = String::from_utf8_lossy(s.properties.get(b"plugin_vm_id".as_slice()).map_or(&[][..], |v| v)).into_owned();
-            match sh.queues.iter().position(|q| q.vm_id == vm_id && q.name == name) {
-                Some(i) => {
-                    sh.queues[i].vm = s.vm;
-                    sh.queues[i].root = root;
-                    i as u32 + 1
-                }
-                None => {
-                    sh.queues.push(SharedQueue { vm_id, name, vm: s.vm, root, items: Default::default() });
-                    sh.queues.len() as u32
-                }
-            }
-        };
-        if write_u32(&mut c, token_ptr, token) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-    })?;
-    l.func_wrap("env", "proxy_resolve_shared_queue", |mut c: C<'_>, vp: u32, vl: u32, np: u32, nl: u32, token_ptr: u32| -> u32 {
-        let (Some(vm_id), Some(name)) = (read(&mut c, vp, vl), read(&mut c, np, nl)) else { return status::INVALID_MEMORY_ACCESS };
-        let found = {
-            let sh = c.data().shared.borrow();
-            sh.queues.iter().position(|q| q.vm_id.as_bytes() == vm_id.as_slice() && q.name.as_bytes() == name.as_slice())
-        };
-        match found {
-            Some(i) => {
-                if write_u32(&mut c, token_ptr, i as u32 + 1) { status::OK } else { status::INVALID_MEMORY_ACCESS }
-            }
-            None => status::NOT_FOUND,
-        }
-    })?;
-    l.func_wrap("env", "proxy_enqueue_shared_queue", |mut c: C<'_>, token: u32, vp: u32, vl: u32| -> u32 {
-        let Some(value) = read(&mut c, vp, vl) else { return status::INVALID_MEMORY_ACCESS };
-        let mut sh = c.data().shared.borrow_mut();
-        let Some(q) = sh.queues.get_mut(token.wrapping_sub(1) as usize) else { return status::NOT_FOUND };
-        q.items.push_back(value);
-        let note = (q.vm, q.root, token);
-        sh.queue_ready.push(note);
-        status::OK
-    })?;
-    l.func_wrap("env", "proxy_dequeue_shared_queue", |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
-        let item = {
+    l.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: C<'_>, kp: u32, kl: u32, vp: u32, vl: u32, cas: u32| -> u32 {
+            let (Some(key), Some(value)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
             let mut sh = c.data().shared.borrow_mut();
-            let Some(q) = sh.queues.get_mut(token.wrapping_sub(1) as usize) else { return Ok(status::NOT_FOUND) };
-            q.items.pop_front()
-        };
-        match item {
-            Some(v) => copy_out(&mut c, &v, ptr_ptr, size_ptr),
-            None => Ok(status::EMPTY),
-        }
-    })?;
+            if cas != 0
+                && sh
+                    .shared_data
+                    .get(&key)
+                    .is_some_and(|(_, current)| *current != cas)
+            {
+                return status::CAS_MISMATCH;
+            }
+            let next = sh.next_cas();
+            sh.shared_data.insert(key, (value, next));
+            status::OK
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: C<'_>, np: u32, nl: u32, token_ptr: u32| -> u32 {
+            let Some(name) = read(&mut c, np, nl) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            let token = {
+                let s = c.data();
+                let root = s.root_of(s.ctx_id());
+                let mut sh = s.shared.borrow_mut();
+                let name = lossy(&name);
+                let vm_id = String::from_utf8_lossy(
+                    s.properties
+                        .get(b"plugin_vm_id".as_slice())
+                        .map_or(&[][..], |v| v),
+                )
+                .into_owned();
+                match sh
+                    .queues
+                    .iter()
+                    .position(|q| q.vm_id == vm_id && q.name == name)
+                {
+                    Some(i) => {
+                        sh.queues[i].vm = s.vm;
+                        sh.queues[i].root = root;
+                        i as u32 + 1
+                    }
+                    None => {
+                        sh.queues.push(SharedQueue {
+                            vm_id,
+                            name,
+                            vm: s.vm,
+                            root,
+                            items: Default::default(),
+                        });
+                        sh.queues.len() as u32
+                    }
+                }
+            };
+            if write_u32(&mut c, token_ptr, token) {
+                status::OK
+            } else {
+                status::INVALID_MEMORY_ACCESS
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut c: C<'_>, vp: u32, vl: u32, np: u32, nl: u32, token_ptr: u32| -> u32 {
+            let (Some(vm_id), Some(name)) = (read(&mut c, vp, vl), read(&mut c, np, nl)) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            let found = {
+                let sh = c.data().shared.borrow();
+                sh.queues.iter().position(|q| {
+                    q.vm_id.as_bytes() == vm_id.as_slice() && q.name.as_bytes() == name.as_slice()
+                })
+            };
+            match found {
+                Some(i) => {
+                    if write_u32(&mut c, token_ptr, i as u32 + 1) {
+                        status::OK
+                    } else {
+                        status::INVALID_MEMORY_ACCESS
+                    }
+                }
+                None => status::NOT_FOUND,
+            }
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: C<'_>, token: u32, vp: u32, vl: u32| -> u32 {
+            let Some(value) = read(&mut c, vp, vl) else {
+                return status::INVALID_MEMORY_ACCESS;
+            };
+            let mut sh = c.data().shared.borrow_mut();
+            let Some(q) = sh.queues.get_mut(token.wrapping_sub(1) as usize) else {
+                return status::NOT_FOUND;
+            };
+            q.items.push_back(value);
+            let note = (q.vm, q.root, token);
+            sh.queue_ready.push(note);
+            status::OK
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: C<'_>, token: u32, ptr_ptr: u32, size_ptr: u32| -> wasmtime::Result<u32> {
+            let item = {
+                let mut sh = c.data().shared.borrow_mut();
+                let Some(q) = sh.queues.get_mut(token.wrapping_sub(1) as usize) else {
+                    return Ok(status::NOT_FOUND);
+                };
+                q.items.pop_front()
+            };
+            match item {
+                Some(v) => copy_out(&mut c, &v, ptr_ptr, size_ptr),
+                None => Ok(status::EMPTY),
+            }
+        },
+    )?;
     // gRPC: Envoy defines these; the filter has no gRPC service, so a call finds no cluster
     // (context.cc grpcCall/grpcStream: ParseFailure) and a token is unknown (NotFound).
     l.func_wrap(
         "env",
         "proxy_grpc_call",
-        |c: C<'_>, _a: u32, _b: u32, _sn: u32, _sl: u32, _mn: u32, _ml: u32, _ip: u32, _il: u32, _rp: u32, _rl: u32, _t: u32, _tok: u32| -> u32 {
+        |c: C<'_>,
+         _a: u32,
+         _b: u32,
+         _sn: u32,
+         _sl: u32,
+         _mn: u32,
+         _ml: u32,
+         _ip: u32,
+         _il: u32,
+         _rp: u32,
+         _rl: u32,
+         _t: u32,
+         _tok: u32|
+         -> u32 {
             c.data().mutation("grpc_call".to_owned());
             PARSE_FAILURE
         },
@@ -920,18 +1272,38 @@ fn add_env(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_grpc_stream",
-        |c: C<'_>, _a: u32, _b: u32, _sn: u32, _sl: u32, _mn: u32, _ml: u32, _ip: u32, _il: u32, _tok: u32| -> u32 {
+        |c: C<'_>,
+         _a: u32,
+         _b: u32,
+         _sn: u32,
+         _sl: u32,
+         _mn: u32,
+         _ml: u32,
+         _ip: u32,
+         _il: u32,
+         _tok: u32|
+         -> u32 {
             c.data().mutation("grpc_stream".to_owned());
             PARSE_FAILURE
         },
     )?;
-    l.func_wrap("env", "proxy_grpc_send", |_c: C<'_>, _t: u32, _p: u32, _l: u32, _eos: u32| -> u32 { status::NOT_FOUND })?;
-    l.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _t: u32| -> u32 { status::NOT_FOUND })?;
-    l.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _t: u32| -> u32 { status::NOT_FOUND })?;
+    l.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |_c: C<'_>, _t: u32, _p: u32, _l: u32, _eos: u32| -> u32 { status::NOT_FOUND },
+    )?;
+    l.func_wrap("env", "proxy_grpc_cancel", |_c: C<'_>, _t: u32| -> u32 {
+        status::NOT_FOUND
+    })?;
+    l.func_wrap("env", "proxy_grpc_close", |_c: C<'_>, _t: u32| -> u32 {
+        status::NOT_FOUND
+    })?;
     l.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |_c: C<'_>, _np: u32, _nl: u32, _ap: u32, _al: u32, _rp: u32, _rs: u32| -> u32 { status::NOT_FOUND },
+        |_c: C<'_>, _np: u32, _nl: u32, _ap: u32, _al: u32, _rp: u32, _rs: u32| -> u32 {
+            status::NOT_FOUND
+        },
     )?;
     Ok(())
 }

@@ -21,6 +21,9 @@ pub mod rng;
 pub mod sink;
 pub mod wasi;
 
-pub use envoy::{Chunking, Envoy, EnvoyOptions, Exchange, ExchangeResult, FilterModule, HostError, Planned, Reply};
+pub use envoy::{
+    Chunking, Envoy, EnvoyOptions, Exchange, ExchangeResult, FilterModule, HostError, Planned,
+    Reply,
+};
 pub use rng::Rng;
 pub use wasmtime;

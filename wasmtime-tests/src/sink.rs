@@ -78,18 +78,33 @@ pub fn http_date(unix_secs: i64) -> String {
     let iso = capi_core::time::format_iso8601(days * 86_400_000);
     // iso: YYYY-MM-DDT...
     let (y, m, d) = (&iso[0..4], &iso[5..7], &iso[8..10]);
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let month = m.parse::<usize>().ok().and_then(|m| MONTHS.get(m.wrapping_sub(1))).copied().unwrap_or("Jan");
+    let month = m
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .copied()
+        .unwrap_or("Jan");
     let wd = WEEKDAYS[days.rem_euclid(7) as usize];
-    format!("{wd}, {d} {month} {y} {:02}:{:02}:{:02} GMT", sod / 3600, sod / 60 % 60, sod % 60)
+    format!(
+        "{wd}, {d} {month} {y} {:02}:{:02}:{:02} GMT",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }
 
 /// The reply of one kind, `at_ms` being when the answer comes.
 pub fn reply(kind: &Kind, at_ms: i64) -> Reply {
     match kind {
         Kind::Ok => Reply::with_body(200, br#"{"status":"ok"}"#),
-        Kind::Rejected => Reply::with_body(400, br#"{"error":{"message":"ids: at least one user identifier is required"}}"#),
+        Kind::Rejected => Reply::with_body(
+            400,
+            br#"{"error":{"message":"ids: at least one user identifier is required"}}"#,
+        ),
         Kind::AuthFailed => Reply::with_body(401, br#"{"error":"invalid token"}"#),
         Kind::NotFound => Reply::status(404),
         Kind::TooManyRequests(s) => Reply::retry_after(429, &s.to_string()),
@@ -111,7 +126,10 @@ pub fn responder(seed: u64, mix: Mix) -> impl FnMut(&HttpCall) -> Planned {
     move |call: &HttpCall| {
         let kind = mix.pick(&mut rng);
         let delay_ms = rng.range(mix.delay_ms.0, mix.delay_ms.1);
-        Planned { delay_ms, reply: reply(&kind, call.dispatched_at_ms + delay_ms as i64) }
+        Planned {
+            delay_ms,
+            reply: reply(&kind, call.dispatched_at_ms + delay_ms as i64),
+        }
     }
 }
 
@@ -189,20 +207,31 @@ fn drop_reason(o: &Outcome) -> Option<&'static str> {
 
 /// Calls in flight at `t` (dispatched at or before, answered after).
 fn in_flight_at(attempts: &[(i64, Option<i64>)], t: i64) -> usize {
-    attempts.iter().filter(|(d, a)| *d <= t && a.is_none_or(|a| a > t)).count()
+    attempts
+        .iter()
+        .filter(|(d, a)| *d <= t && a.is_none_or(|a| a > t))
+        .count()
 }
 
 /// Checks every call and answer against the retry policy. `max_in_flight` is the outbox's
 /// cap on concurrent requests: while it is reached a due retry waits (legitimately); so does
 /// a retry waiting up to `batch_wait_ms` for its batch to fill.
-pub fn audit(shared: &Shared, delivered: &[Delivered], retry: &Retry, max_in_flight: usize, batch_wait_ms: i64) -> Audit {
+pub fn audit(
+    shared: &Shared,
+    delivered: &[Delivered],
+    retry: &Retry,
+    max_in_flight: usize,
+    batch_wait_ms: i64,
+) -> Audit {
     let mut a = Audit::default();
-    let answers: BTreeMap<usize, &Delivered> = delivered.iter().map(|d| (d.call_index, d)).collect();
+    let answers: BTreeMap<usize, &Delivered> =
+        delivered.iter().map(|d| (d.call_index, d)).collect();
     let mut windows = Vec::new();
     for (i, call) in shared.calls.iter().enumerate() {
         let ids = event_ids(&call.body);
         if ids.is_empty() {
-            a.violations.push(format!("call {i}: body carries no event_id"));
+            a.violations
+                .push(format!("call {i}: body carries no event_id"));
         }
         let d = answers.get(&i);
         let outcome = match d {
@@ -224,41 +253,61 @@ pub fn audit(shared: &Shared, delivered: &[Delivered], retry: &Retry, max_in_fli
         }
     }
     // The peak of concurrent calls, sampled at every dispatch.
-    a.max_in_flight = windows.iter().map(|(d, _)| in_flight_at(&windows, *d)).max().unwrap_or(0);
+    a.max_in_flight = windows
+        .iter()
+        .map(|(d, _)| in_flight_at(&windows, *d))
+        .max()
+        .unwrap_or(0);
     for (id, atts) in &a.attempts {
         let mut fate = Fate::Pending;
         if atts.len() > retry.max_attempts as usize {
-            a.violations.push(format!("{id}: {} attempts > max_attempts {}", atts.len(), retry.max_attempts));
+            a.violations.push(format!(
+                "{id}: {} attempts > max_attempts {}",
+                atts.len(),
+                retry.max_attempts
+            ));
         }
         let first = atts[0].dispatched_ms;
         for (k, at) in atts.iter().enumerate() {
             let last = k + 1 == atts.len();
             // The policy plans no attempt past max_age; a batch may hold it up to its wait.
             if at.dispatched_ms - first > retry.max_age_ms + batch_wait_ms {
-                a.violations.push(format!("{id}: attempt {} started {} ms after the first (> max_age)", k + 1, at.dispatched_ms - first));
+                a.violations.push(format!(
+                    "{id}: attempt {} started {} ms after the first (> max_age)",
+                    k + 1,
+                    at.dispatched_ms - first
+                ));
             }
             if let Some(reason) = drop_reason(&at.outcome) {
                 fate = Fate::Dropped(reason);
                 if !last {
-                    a.violations.push(format!("{id}: sent again after a {reason} answer"));
+                    a.violations
+                        .push(format!("{id}: sent again after a {reason} answer"));
                 }
             } else if matches!(at.outcome, Outcome::Status(200..=299, _)) {
                 fate = Fate::Delivered;
                 if !last {
-                    a.violations.push(format!("{id}: sent again after it was delivered"));
+                    a.violations
+                        .push(format!("{id}: sent again after it was delivered"));
                 }
             } else if at.outcome == Outcome::Unanswered {
                 fate = Fate::Pending;
                 if !last {
-                    a.violations.push(format!("{id}: sent again while an attempt was unanswered"));
+                    a.violations
+                        .push(format!("{id}: sent again while an attempt was unanswered"));
                 }
             } else if retryable(&at.outcome) {
                 let answered = at.answered_ms.unwrap_or(at.dispatched_ms);
                 let retry_after_due = match &at.outcome {
-                    Outcome::Status(_, Some(ra)) => capi_core::delivery::retry_after_at(ra, answered),
+                    Outcome::Status(_, Some(ra)) => {
+                        capi_core::delivery::retry_after_at(ra, answered)
+                    }
                     _ => None,
                 };
-                let cap = retry.base_backoff_ms.saturating_mul(1i64 << (k as u32).min(40)).min(retry.max_backoff_ms);
+                let cap = retry
+                    .base_backoff_ms
+                    .saturating_mul(1i64 << (k as u32).min(40))
+                    .min(retry.max_backoff_ms);
                 // The earliest and latest time the policy could plan the next attempt for.
                 let (earliest, latest) = match retry_after_due {
                     Some(due) => (due, due),
@@ -277,13 +326,20 @@ pub fn audit(shared: &Shared, delivered: &[Delivered], retry: &Retry, max_in_fli
                             }
                         }
                     }
-                    Some(_) if k + 1 < retry.max_attempts as usize && earliest - first > retry.max_age_ms => {
-                        a.violations.push(format!("{id}: retried although the next attempt (+{} ms) was past max_age", earliest - first));
+                    Some(_)
+                        if k + 1 < retry.max_attempts as usize
+                            && earliest - first > retry.max_age_ms =>
+                    {
+                        a.violations.push(format!(
+                            "{id}: retried although the next attempt (+{} ms) was past max_age",
+                            earliest - first
+                        ));
                     }
                     Some(next) => {
                         let gap = next.dispatched_ms - answered;
                         let after = retry_after_due;
-                        let blocked = in_flight_at(&windows, answered.max(next.dispatched_ms - 1)) >= max_in_flight;
+                        let blocked = in_flight_at(&windows, answered.max(next.dispatched_ms - 1))
+                            >= max_in_flight;
                         match after {
                             Some(due) => {
                                 a.retries_checked += 1;
@@ -298,11 +354,15 @@ pub fn audit(shared: &Shared, delivered: &[Delivered], retry: &Retry, max_in_fli
                             None => {
                                 a.retries_checked += 1;
                                 if gap < 0 {
-                                    a.violations.push(format!("{id}: retried {gap} ms before the answer"));
+                                    a.violations
+                                        .push(format!("{id}: retried {gap} ms before the answer"));
                                 } else if gap <= cap + batch_wait_ms {
                                     a.retries_on_time += 1;
                                 } else if !blocked {
-                                    a.violations.push(format!("{id}: backoff {gap} ms > cap {cap} ms after attempt {}", k + 1));
+                                    a.violations.push(format!(
+                                        "{id}: backoff {gap} ms > cap {cap} ms after attempt {}",
+                                        k + 1
+                                    ));
                                 }
                             }
                         }
@@ -319,7 +379,12 @@ pub fn audit(shared: &Shared, delivered: &[Delivered], retry: &Retry, max_in_fli
 pub fn delivered_twice(a: &Audit) -> BTreeSet<String> {
     a.attempts
         .iter()
-        .filter(|(_, atts)| atts.iter().filter(|x| matches!(x.outcome, Outcome::Status(200..=299, _))).count() > 1)
+        .filter(|(_, atts)| {
+            atts.iter()
+                .filter(|x| matches!(x.outcome, Outcome::Status(200..=299, _)))
+                .count()
+                > 1
+        })
         .map(|(id, _)| id.clone())
         .collect()
 }

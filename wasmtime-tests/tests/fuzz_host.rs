@@ -25,7 +25,11 @@ use serde_json::{Value, json};
 
 fn base_config(rng: &mut Rng) -> Value {
     let mut v: Value = serde_json::from_str(artifacts::example_config()).unwrap();
-    let batch = if rng.chance(30) { json!({ "max_events": rng.range(2, 8), "max_wait_ms": rng.range(0, 3000) }) } else { json!({ "max_events": 1, "max_wait_ms": 0 }) };
+    let batch = if rng.chance(30) {
+        json!({ "max_events": rng.range(2, 8), "max_wait_ms": rng.range(0, 3000) })
+    } else {
+        json!({ "max_events": 1, "max_wait_ms": 0 })
+    };
     v["destination"]["batch"] = batch;
     v["destination"]["timeout_ms"] = json!(rng.range(50, 5000));
     v["limits"]["queue_capacity"] = json!(rng.range(8, 400));
@@ -58,7 +62,13 @@ fn random_mix(rng: &mut Rng) -> Mix {
         Kind::Reset,
         Kind::Hang,
     ];
-    Mix { kinds: kinds.into_iter().map(|k| (rng.range(0, 10) as u32, k)).collect(), delay_ms: (0, rng.range(0, 3000)) }
+    Mix {
+        kinds: kinds
+            .into_iter()
+            .map(|k| (rng.range(0, 10) as u32, k))
+            .collect(),
+        delay_ms: (0, rng.range(0, 3000)),
+    }
 }
 
 fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -92,23 +102,61 @@ fn random_exchange(rng: &mut Rng, n: u64) -> Exchange {
     };
     let mut ex = match rng.below(6) {
         0 => Exchange::new("GET", "shop.example.com", "/product/1", b"", 200, b"<html>"),
-        1 => Exchange::new("POST", "shop.example.com", "/api/register", &serde_json::to_vec(&json!({ "email": email })).unwrap(), 201, br#"{"user":{"id":"u-1"}}"#)
-            .request_header("content-type", "application/json"),
-        2 => Exchange::new("POST", "shop.example.com", "/forms/x/submit", format!("email={email}&phone=%2B14155552671").as_bytes(), 200, b"ok")
-            .request_header("content-type", "application/x-www-form-urlencoded"),
+        1 => Exchange::new(
+            "POST",
+            "shop.example.com",
+            "/api/register",
+            &serde_json::to_vec(&json!({ "email": email })).unwrap(),
+            201,
+            br#"{"user":{"id":"u-1"}}"#,
+        )
+        .request_header("content-type", "application/json"),
+        2 => Exchange::new(
+            "POST",
+            "shop.example.com",
+            "/forms/x/submit",
+            format!("email={email}&phone=%2B14155552671").as_bytes(),
+            200,
+            b"ok",
+        )
+        .request_header("content-type", "application/x-www-form-urlencoded"),
         _ => {
             let rb = body(rng);
-            Exchange::new("POST", "shop.example.com", "/api/checkout", b"{}", [200, 201, 500][rng.below(3) as usize], &rb)
-                .request_header("content-type", "application/json")
-                .response_header("content-type", ["application/json", "text/html", "application/json; charset=utf-8"][rng.below(3) as usize])
+            Exchange::new(
+                "POST",
+                "shop.example.com",
+                "/api/checkout",
+                b"{}",
+                [200, 201, 500][rng.below(3) as usize],
+                &rb,
+            )
+            .request_header("content-type", "application/json")
+            .response_header(
+                "content-type",
+                [
+                    "application/json",
+                    "text/html",
+                    "application/json; charset=utf-8",
+                ][rng.below(3) as usize],
+            )
         }
     };
-    ex = ex.request_header("cookie", ["capi_guid=0f8fad5b-d9cb-469f-a165-70867728950e", "capi_consent=denied", "capi_guid=zz"][rng.below(3) as usize]);
+    ex = ex.request_header(
+        "cookie",
+        [
+            "capi_guid=0f8fad5b-d9cb-469f-a165-70867728950e",
+            "capi_consent=denied",
+            "capi_guid=zz",
+        ][rng.below(3) as usize],
+    );
     if rng.chance(10) {
         ex = ex.request_header("sec-gpc", "1");
     }
     if rng.chance(10) {
-        ex = ex.response_header("content-encoding", ["gzip", "deflate", "br"][rng.below(3) as usize]);
+        ex = ex.response_header(
+            "content-encoding",
+            ["gzip", "deflate", "br"][rng.below(3) as usize],
+        );
     }
     if rng.chance(10) {
         ex = ex.response_header("content-length", &rng.below(100_000).to_string());
@@ -121,7 +169,10 @@ fn random_exchange(rng: &mut Rng, n: u64) -> Exchange {
         1 => Chunking::Http1,
         2 => Chunking::Fixed(rng.range(1, 64) as usize),
         3 => Chunking::FixedThenEmpty(rng.range(1, 64) as usize),
-        _ => Chunking::Sizes((0..rng.below(6)).map(|_| rng.below(40) as usize).collect(), rng.chance(50)),
+        _ => Chunking::Sizes(
+            (0..rng.below(6)).map(|_| rng.below(40) as usize).collect(),
+            rng.chance(50),
+        ),
     };
     let (a, b) = (chunking(rng), chunking(rng));
     ex = ex.chunked(a, b);
@@ -184,7 +235,11 @@ struct Open {
 fn check(e: &Envoy, what: &str) {
     let sh = e.shared();
     assert!(sh.traps.is_empty(), "{what}: trap: {:#?}", sh.traps);
-    assert!(sh.mutations.is_empty(), "{what}: the filter changed a stream: {:#?}", sh.mutations);
+    assert!(
+        sh.mutations.is_empty(),
+        "{what}: the filter changed a stream: {:#?}",
+        sh.mutations
+    );
     assert!(sh.anomalies.is_empty(), "{what}: {:#?}", sh.anomalies);
 }
 
@@ -194,8 +249,16 @@ fn case(seed: u64, ops: usize) -> usize {
     let label = format!("seed {seed}");
     let cfg_v = base_config(&mut rng);
     let cfg = serde_json::to_vec(&cfg_v).unwrap();
-    let options = EnvoyOptions { seed, start_ms: 1_795_686_120_000 + rng.below(1 << 30) as i64, ..EnvoyOptions::default() };
-    let mut e = Envoy::new(artifacts::filter().unwrap_or_else(|err| panic!("{err}")), options).unwrap();
+    let options = EnvoyOptions {
+        seed,
+        start_ms: 1_795_686_120_000 + rng.below(1 << 30) as i64,
+        ..EnvoyOptions::default()
+    };
+    let mut e = Envoy::new(
+        artifacts::filter().unwrap_or_else(|err| panic!("{err}")),
+        options,
+    )
+    .unwrap();
     let vms = rng.range(1, 3) as usize;
     let mut roots: BTreeMap<usize, u32> = BTreeMap::new();
     for _ in 0..vms {
@@ -218,7 +281,9 @@ fn case(seed: u64, ops: usize) -> usize {
                 let vm = rng.below(vms as u64) as usize;
                 let ex = random_exchange(&mut rng, started + 1);
                 started += 1;
-                let ctx = e.create_http(vm, roots[&vm]).unwrap_or_else(|err| panic!("{what}: {err}"));
+                let ctx = e
+                    .create_http(vm, roots[&vm])
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
                 let steps = steps(&ex);
                 open.push(Open { vm, ctx, ex, steps });
             }
@@ -229,18 +294,31 @@ fn case(seed: u64, ops: usize) -> usize {
                 let step = o.steps.pop().unwrap_or(Step::End);
                 let ex = o.ex.clone();
                 let r = match step {
-                    Step::ReqHeaders(eos) => e.request_headers(vm, ctx, &ex.request_headers, eos).map(|_| ()),
+                    Step::ReqHeaders(eos) => e
+                        .request_headers(vm, ctx, &ex.request_headers, eos)
+                        .map(|_| ()),
                     Step::ReqBody(c, eos) => e.request_body(vm, ctx, &c, eos).map(|_| ()),
-                    Step::ReqTrailers => e.request_trailers(vm, ctx, &ex.request_trailers).map(|_| ()),
-                    Step::RespHeaders(eos) => e.response_headers(vm, ctx, &ex.response_headers, eos).map(|_| ()),
+                    Step::ReqTrailers => e
+                        .request_trailers(vm, ctx, &ex.request_trailers)
+                        .map(|_| ()),
+                    Step::RespHeaders(eos) => e
+                        .response_headers(vm, ctx, &ex.response_headers, eos)
+                        .map(|_| ()),
                     Step::RespBody(c, eos) => e.response_body(vm, ctx, &c, eos).map(|_| ()),
-                    Step::RespTrailers => e.response_trailers(vm, ctx, &ex.response_trailers).map(|_| ()),
+                    Step::RespTrailers => e
+                        .response_trailers(vm, ctx, &ex.response_trailers)
+                        .map(|_| ()),
                     Step::End => {
                         let o = open.swap_remove(i);
-                        let r = e.end_stream(vm, ctx).unwrap_or_else(|err| panic!("{what}: {err}"));
+                        let r = e
+                            .end_stream(vm, ctx)
+                            .unwrap_or_else(|err| panic!("{what}: {err}"));
                         assert!(r.never_paused(), "{what}: paused {:?}", r.actions);
                         if !o.ex.response_reset {
-                            assert!(r.client_body == o.ex.response_body, "{what}: the client's bytes changed");
+                            assert!(
+                                r.client_body == o.ex.response_body,
+                                "{what}: the client's bytes changed"
+                            );
                         }
                         assert_eq!(r.upstream_body, o.ex.request_body, "{what}");
                         Ok(())
@@ -248,10 +326,13 @@ fn case(seed: u64, ops: usize) -> usize {
                 };
                 r.unwrap_or_else(|err| panic!("{what}: {err}"));
             }
-            75..=89 => e.advance(rng.range(0, 3000)).unwrap_or_else(|err| panic!("{what}: {err}")),
+            75..=89 => e
+                .advance(rng.range(0, 3000))
+                .unwrap_or_else(|err| panic!("{what}: {err}")),
             90..=93 => {
                 let vm = rng.below(vms as u64) as usize;
-                e.tick(vm, roots[&vm]).unwrap_or_else(|err| panic!("{what}: {err}"));
+                e.tick(vm, roots[&vm])
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
             }
             94..=97 if manual => {
                 let vm = rng.below(vms as u64) as usize;
@@ -262,17 +343,21 @@ fn case(seed: u64, ops: usize) -> usize {
                         Reply::Hang => Reply::envoy_timeout(),
                         r => r,
                     };
-                    e.answer(vm, t, reply).unwrap_or_else(|err| panic!("{what}: {err}"));
+                    e.answer(vm, t, reply)
+                        .unwrap_or_else(|err| panic!("{what}: {err}"));
                 }
             }
             98 if rng.chance(30) && open.is_empty() => {
                 // A reload: a new root with another configuration, the old one retired.
                 let vm = rng.below(vms as u64) as usize;
                 let new_cfg = serde_json::to_vec(&base_config(&mut rng)).unwrap();
-                let (root, ok) = e.start_root(vm, &new_cfg).unwrap_or_else(|err| panic!("{what}: {err}"));
+                let (root, ok) = e
+                    .start_root(vm, &new_cfg)
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
                 assert!(ok, "{what}");
                 let old = roots.insert(vm, root).unwrap();
-                e.retire_root(vm, old).unwrap_or_else(|err| panic!("{what}: {err}"));
+                e.retire_root(vm, old)
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
                 reloaded = true;
             }
             _ => {}
@@ -281,25 +366,47 @@ fn case(seed: u64, ops: usize) -> usize {
     }
     // Finish every stream, let every answer and retry come.
     for o in std::mem::take(&mut open) {
-        e.end_stream(o.vm, o.ctx).unwrap_or_else(|err| panic!("{label}: {err}"));
+        e.end_stream(o.vm, o.ctx)
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
     }
     if manual {
-        e.set_responder(|_| Planned { delay_ms: 10, reply: Reply::status(200) });
+        e.set_responder(|_| Planned {
+            delay_ms: 10,
+            reply: Reply::status(200),
+        });
         for vm in 0..vms {
             for t in e.pending_tokens(vm) {
-                e.answer(vm, t, Reply::status(200)).unwrap_or_else(|err| panic!("{label}: {err}"));
+                e.answer(vm, t, Reply::status(200))
+                    .unwrap_or_else(|err| panic!("{label}: {err}"));
             }
         }
     }
-    e.advance(6 * 60 * 60 * 1000).unwrap_or_else(|err| panic!("{label}: {err}"));
+    e.advance(6 * 60 * 60 * 1000)
+        .unwrap_or_else(|err| panic!("{label}: {err}"));
     check(&e, &label);
-    assert!(e.stat("capi.queue_depth") >= 0, "{label}: negative queue depth");
+    assert!(
+        e.stat("capi.queue_depth") >= 0,
+        "{label}: negative queue depth"
+    );
     let strict_dedup = cfg_v["limits"]["dedup_capacity"] == json!(1_000_000);
     if !reloaded && vms == 1 && strict_dedup {
         let c = capi_core::PluginConfig::from_json(&cfg).unwrap();
-        let a = sink::audit(&e.shared(), &e.delivered, &c.retry, 64, c.destination.batch.max_wait_ms);
-        assert!(sink::delivered_twice(&a).is_empty(), "{label}: delivered twice");
-        assert!(a.violations.is_empty(), "{label}: {:#?}\nconfig {cfg_v}", a.violations);
+        let a = sink::audit(
+            &e.shared(),
+            &e.delivered,
+            &c.retry,
+            64,
+            c.destination.batch.max_wait_ms,
+        );
+        assert!(
+            sink::delivered_twice(&a).is_empty(),
+            "{label}: delivered twice"
+        );
+        assert!(
+            a.violations.is_empty(),
+            "{label}: {:#?}\nconfig {cfg_v}",
+            a.violations
+        );
     }
     ops
 }
@@ -314,9 +421,18 @@ fn fuzz_smoke() {
 #[test]
 #[ignore = "long: run with CAPI_FUZZ_SECS=<seconds> (see the file's docs)"]
 fn fuzz_host() {
-    let secs: u64 = std::env::var("CAPI_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let fixed: Option<u64> = std::env::var("CAPI_FUZZ_SEED").ok().and_then(|s| s.parse().ok());
-    let mut seed = fixed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let secs: u64 = std::env::var("CAPI_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let fixed: Option<u64> = std::env::var("CAPI_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let mut seed = fixed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
     let end = Instant::now() + Duration::from_secs(secs);
     let (mut cases, mut ops) = (0u64, 0usize);
     loop {
@@ -326,7 +442,9 @@ fn fuzz_host() {
         if fixed.is_some() || Instant::now() >= end {
             break;
         }
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
     }
     eprintln!("fuzz: {cases} cases, {ops} operations, no failure");
 }

@@ -153,6 +153,12 @@ fn core(sh: &Sh) -> (Outcome, Vec<String>) {
                 "capi-cli",
                 "-p",
                 "xtask",
+                "-p",
+                "capi-proxy-wasm-filter",
+                "-p",
+                "capi-core-abi",
+                "-p",
+                "capi-wasmtime-tests",
             ]))
         });
     } else {

@@ -11,6 +11,9 @@ fn imports_and_exports() {
     eprintln!("filter exports: {exports:#?}");
     assert!(exports.iter().any(|e| e == "proxy_abi_version_0_2_1"));
     for (module, _) in &imports {
-        assert!(module == "env" || module == "wasi_snapshot_preview1", "unexpected import module {module}");
+        assert!(
+            module == "env" || module == "wasi_snapshot_preview1",
+            "unexpected import module {module}"
+        );
     }
 }

@@ -7,19 +7,29 @@ use capi_wasmtime_tests::{Planned, Reply};
 use crate::common::*;
 
 fn cfg() -> Vec<u8> {
-    config(serde_json::json!({ "destination": { "batch": { "max_events": 5, "max_wait_ms": 2000 } } }))
+    config(
+        serde_json::json!({ "destination": { "batch": { "max_events": 5, "max_wait_ms": 2000 } } }),
+    )
 }
 
 fn push(e: &mut capi_wasmtime_tests::Envoy, root: u32, prefix: &str, n: usize) {
     for i in 0..n {
-        e.run_exchange(0, root, &checkout(&format!("{prefix}-{i}"), Some("b@example.com"))).unwrap();
+        e.run_exchange(
+            0,
+            root,
+            &checkout(&format!("{prefix}-{i}"), Some("b@example.com")),
+        )
+        .unwrap();
     }
 }
 
 #[test]
 fn a_partial_batch_waits_max_wait_then_goes() {
     let (mut e, root) = envoy(&cfg());
-    e.set_responder(|_| Planned { delay_ms: 5, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 5,
+        reply: Reply::status(200),
+    });
     let t0 = e.now_ms();
     push(&mut e, root, "P", 4);
     e.advance(1999).unwrap();
@@ -35,12 +45,19 @@ fn a_partial_batch_waits_max_wait_then_goes() {
 #[test]
 fn full_batches_are_cut_at_max_events_and_the_rest_waits_max_wait() {
     let (mut e, root) = envoy(&cfg());
-    e.set_responder(|_| Planned { delay_ms: 5, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 5,
+        reply: Reply::status(200),
+    });
     let t0 = e.now_ms();
     push(&mut e, root, "F", 11);
     assert!(settle(&mut e, 10_000));
     let sh = e.shared();
-    let sizes: Vec<usize> = sh.calls.iter().map(|c| sink::event_ids(&c.body).len()).collect();
+    let sizes: Vec<usize> = sh
+        .calls
+        .iter()
+        .map(|c| sink::event_ids(&c.body).len())
+        .collect();
     assert_eq!(sizes, vec![5, 5, 1]);
     // Two full batches before the partial one, which waited max_wait_ms.
     assert!(sh.calls[0].dispatched_at_ms - t0 < 2000 && sh.calls[1].dispatched_at_ms - t0 < 2000);
@@ -59,13 +76,20 @@ fn full_batches_are_cut_at_max_events_and_the_rest_waits_max_wait() {
 #[test]
 fn a_full_batch_leaves_at_once() {
     let (mut e, root) = envoy(&cfg());
-    e.set_responder(|_| Planned { delay_ms: 5, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 5,
+        reply: Reply::status(200),
+    });
     let t0 = e.now_ms();
     e.advance(300).unwrap();
     push(&mut e, root, "AO", 5);
     e.advance(2).unwrap();
     let sh = e.shared();
-    assert_eq!(sh.calls.len(), 1, "the full batch did not leave within 2 ms");
+    assert_eq!(
+        sh.calls.len(),
+        1,
+        "the full batch did not leave within 2 ms"
+    );
     assert!(sh.calls[0].dispatched_at_ms - t0 <= 301);
 }
 
@@ -76,7 +100,14 @@ fn a_batch_answer_settles_each_event_and_retries_spread() {
     let mut n = 0;
     e.set_responder(move |_| {
         n += 1;
-        Planned { delay_ms: 5, reply: if n == 1 { Reply::status(500) } else { Reply::status(200) } }
+        Planned {
+            delay_ms: 5,
+            reply: if n == 1 {
+                Reply::status(500)
+            } else {
+                Reply::status(200)
+            },
+        }
     });
     push(&mut e, root, "S", 5);
     assert!(settle(&mut e, 60_000));

@@ -12,12 +12,18 @@ use crate::common::*;
 fn one_checkout_is_delivered_with_the_core_bytes() {
     let cfg = config(serde_json::json!({}));
     let (mut e, root) = envoy(&cfg);
-    e.set_responder(|_| Planned { delay_ms: 20, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 20,
+        reply: Reply::status(200),
+    });
     let ex = checkout("A-1", Some(" Alice@Example.com "));
     let t0 = e.now_ms();
     let r = e.run_exchange(0, root, &ex).unwrap();
     assert!(r.never_paused(), "{:?}", r.actions);
-    assert_eq!(r.client_body, ex.response_body, "the client got other bytes");
+    assert_eq!(
+        r.client_body, ex.response_body,
+        "the client got other bytes"
+    );
     assert_eq!(r.upstream_body, ex.request_body);
     assert!(settle(&mut e, 10_000));
     assert_clean(&e);
@@ -33,13 +39,22 @@ fn one_checkout_is_delivered_with_the_core_bytes() {
     assert_eq!(call.timeout_ms, 5000);
     // Dispatched from the root context (its 1 ms kick tick), not from the HTTP context.
     assert_eq!(call.from_context, root);
-    assert!(call.dispatched_at_ms - t0 <= 1, "dispatched {} ms after the checkout", call.dispatched_at_ms - t0);
+    assert!(
+        call.dispatched_at_ms - t0 <= 1,
+        "dispatched {} ms after the checkout",
+        call.dispatched_at_ms - t0
+    );
 
     // The native core on the same exchange builds the same body, byte for byte.
     let mut c = parsed(&cfg);
-    c.resolve_secrets(|_| Some("test-token".to_owned())).unwrap();
-    let req_headers: Vec<(String, String)> =
-        ex.request_headers.iter().filter(|(k, _)| !k.starts_with(':')).map(|(k, v)| (k.clone(), v.clone())).collect();
+    c.resolve_secrets(|_| Some("test-token".to_owned()))
+        .unwrap();
+    let req_headers: Vec<(String, String)> = ex
+        .request_headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let core_ex = CoreExchange {
         method: "POST",
         host: "shop.example.com",
@@ -52,7 +67,10 @@ fn one_checkout_is_delivered_with_the_core_bytes() {
     };
     let x = capi_core::extract_event(&c, &c.rules[0], &core_ex, t0).unwrap();
     let native = capi_core::build_request(&c, &[x.event], t0).unwrap();
-    assert_eq!(String::from_utf8_lossy(&call.body), String::from_utf8_lossy(&native.body));
+    assert_eq!(
+        String::from_utf8_lossy(&call.body),
+        String::from_utf8_lossy(&native.body)
+    );
     assert_eq!(call.header("content-type"), Some("application/json"));
     drop(sh);
 
@@ -75,33 +93,71 @@ fn any_chunking_gives_the_same_request() {
         Chunking::Sizes(vec![0, 3, 0, 50], true),
     ] {
         let (mut e, root) = envoy(&cfg);
-        e.set_responder(|_| Planned { delay_ms: 5, reply: Reply::status(200) });
-        let ex = checkout("CH-1", Some("bob@example.com")).chunked(chunking.clone(), chunking.clone());
+        e.set_responder(|_| Planned {
+            delay_ms: 5,
+            reply: Reply::status(200),
+        });
+        let ex =
+            checkout("CH-1", Some("bob@example.com")).chunked(chunking.clone(), chunking.clone());
         let r = e.run_exchange(0, root, &ex).unwrap();
         assert!(r.never_paused(), "{chunking:?}: {:?}", r.actions);
         assert_eq!(r.client_body, ex.response_body, "{chunking:?}");
         assert!(settle(&mut e, 10_000));
         assert_clean(&e);
-        assert_eq!(e.stat("capi.delivered"), 1, "{chunking:?}: {:#?}", e.log_lines());
+        assert_eq!(
+            e.stat("capi.delivered"),
+            1,
+            "{chunking:?}: {:#?}",
+            e.log_lines()
+        );
         bodies.push(e.shared().calls[0].body.clone());
     }
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "chunking changed the event");
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "chunking changed the event"
+    );
 }
 
 #[test]
 fn non_matching_and_consent_denied_exchanges_send_nothing() {
     let cfg = config(serde_json::json!({}));
     let (mut e, root) = envoy(&cfg);
-    e.set_responder(|_| Planned { delay_ms: 5, reply: Reply::status(200) });
+    e.set_responder(|_| Planned {
+        delay_ms: 5,
+        reply: Reply::status(200),
+    });
     // No rule for GET /.
-    let r = e.run_exchange(0, root, &capi_wasmtime_tests::Exchange::new("GET", "shop.example.com", "/", b"", 200, b"<html>")).unwrap();
+    let r = e
+        .run_exchange(
+            0,
+            root,
+            &capi_wasmtime_tests::Exchange::new(
+                "GET",
+                "shop.example.com",
+                "/",
+                b"",
+                200,
+                b"<html>",
+            ),
+        )
+        .unwrap();
     assert!(r.actions.iter().all(|(_, a)| *a == Action::Continue));
     // Global Privacy Control.
-    e.run_exchange(0, root, &checkout("GPC-1", Some("a@b.co")).request_header("sec-gpc", "1")).unwrap();
+    e.run_exchange(
+        0,
+        root,
+        &checkout("GPC-1", Some("a@b.co")).request_header("sec-gpc", "1"),
+    )
+    .unwrap();
     // The consent cookie says no.
     let mut denied = checkout("CK-1", Some("a@b.co"));
     denied.request_headers.retain(|(k, _)| k != "cookie");
-    e.run_exchange(0, root, &denied.request_header("cookie", "capi_consent=denied")).unwrap();
+    e.run_exchange(
+        0,
+        root,
+        &denied.request_header("cookie", "capi_consent=denied"),
+    )
+    .unwrap();
     // Status 500 does not match the rule.
     let mut failed = checkout("ST-1", Some("a@b.co"));
     failed.response_headers[0].1 = "500".into();

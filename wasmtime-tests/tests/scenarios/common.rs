@@ -1,7 +1,7 @@
 //! Shared helpers of the scenarios: the built filter, configurations, checkouts, settling.
 
-use capi_wasmtime_tests::envoy::{Envoy, EnvoyOptions, Exchange, FilterModule};
 use capi_wasmtime_tests::artifacts;
+use capi_wasmtime_tests::envoy::{Envoy, EnvoyOptions, Exchange, FilterModule};
 use serde_json::{Value, json};
 
 pub fn filter() -> &'static FilterModule {
@@ -65,18 +65,27 @@ pub fn checkout(order: &str, email: Option<&str>) -> Exchange {
 pub fn order_event_id(config: &[u8], order: &str) -> String {
     let c = parsed(config);
     let ct = capi_core::ConversionType::Purchase;
-    capi_core::normalize::sha256_hex(format!("{}|{}|{order}", c.destination.advertiser_id, ct).as_bytes())
+    capi_core::normalize::sha256_hex(
+        format!("{}|{}|{order}", c.destination.advertiser_id, ct).as_bytes(),
+    )
 }
 
 /// Advances until no call is pending and the outbox is empty (or `max_ms` passed).
 pub fn settle(e: &mut Envoy, max_ms: u64) -> bool {
-    e.advance_until(100, max_ms, |e| e.pending_total() == 0 && e.stat("capi.queue_depth") == 0).unwrap_or_else(|err| panic!("{err}"))
+    e.advance_until(100, max_ms, |e| {
+        e.pending_total() == 0 && e.stat("capi.queue_depth") == 0
+    })
+    .unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Asserts the filter never trapped, never touched a stream, and broke no host rule.
 pub fn assert_clean(e: &Envoy) {
     let sh = e.shared();
     assert!(sh.traps.is_empty(), "traps: {:#?}", sh.traps);
-    assert!(sh.mutations.is_empty(), "the filter changed a stream: {:#?}", sh.mutations);
+    assert!(
+        sh.mutations.is_empty(),
+        "the filter changed a stream: {:#?}",
+        sh.mutations
+    );
     assert!(sh.anomalies.is_empty(), "anomalies: {:#?}", sh.anomalies);
 }

@@ -5,8 +5,9 @@
 use capi_wasmtime_tests::abi::{self, status};
 use capi_wasmtime_tests::{Envoy, EnvoyOptions, FilterModule};
 use wasm_encoder::{
-    CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection, Instruction, MemorySection,
-    MemoryType, Module, TypeSection, ValType,
+    CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
+    FunctionSection, ImportSection, Instruction, MemorySection, MemoryType, Module, TypeSection,
+    ValType,
 };
 
 /// A module whose `proxy_on_tick` dispatches one call to `cluster` with `headers`.
@@ -15,8 +16,12 @@ fn dispatcher(cluster: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     let trailers = abi::serialize_pairs(&[]);
     let mut m = Module::new();
     let mut types = TypeSection::new();
-    types.ty().function(vec![ValType::I32; 10], vec![ValType::I32]); // 0: proxy_http_call
-    types.ty().function(vec![ValType::I32, ValType::I32], vec![]); // 1: on_context_create
+    types
+        .ty()
+        .function(vec![ValType::I32; 10], vec![ValType::I32]); // 0: proxy_http_call
+    types
+        .ty()
+        .function(vec![ValType::I32, ValType::I32], vec![]); // 1: on_context_create
     types.ty().function(vec![ValType::I32], vec![]); // 2: on_tick
     types.ty().function(vec![], vec![]); // 3: abi version
     types.ty().function(vec![ValType::I32], vec![ValType::I32]); // 4: allocate
@@ -30,7 +35,13 @@ fn dispatcher(cluster: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     }
     m.section(&funcs);
     let mut mem = MemorySection::new();
-    mem.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    mem.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
     m.section(&mem);
     let mut exports = ExportSection::new();
     exports.export("proxy_abi_version_0_2_1", ExportKind::Func, 1);
@@ -47,7 +58,18 @@ fn dispatcher(cluster: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     f.instruction(&Instruction::End);
     code.function(&f);
     let mut f = Function::new(vec![]);
-    for arg in [1024, cluster.len() as i32, 2048, hdrs.len() as i32, 0, 0, 4096, trailers.len() as i32, 1000, 8192] {
+    for arg in [
+        1024,
+        cluster.len() as i32,
+        2048,
+        hdrs.len() as i32,
+        0,
+        0,
+        4096,
+        trailers.len() as i32,
+        1000,
+        8192,
+    ] {
         f.instruction(&Instruction::I32Const(arg));
     }
     f.instruction(&Instruction::Call(0));
@@ -60,7 +82,11 @@ fn dispatcher(cluster: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     code.function(&f);
     m.section(&code);
     let mut data = DataSection::new();
-    data.active(0, &ConstExpr::i32_const(1024), cluster.as_bytes().iter().copied());
+    data.active(
+        0,
+        &ConstExpr::i32_const(1024),
+        cluster.as_bytes().iter().copied(),
+    );
     data.active(0, &ConstExpr::i32_const(2048), hdrs);
     data.active(0, &ConstExpr::i32_const(4096), trailers);
     m.section(&data);
@@ -75,16 +101,34 @@ fn dispatch(cluster: &str, headers: &[(&str, &str)]) -> (usize, Vec<u32>) {
     assert!(ok);
     e.tick(vm, root).unwrap();
     let sh = e.shared();
-    (sh.calls.len(), sh.rejected_calls.iter().map(|(_, s)| *s).collect())
+    (
+        sh.calls.len(),
+        sh.rejected_calls.iter().map(|(_, s)| *s).collect(),
+    )
 }
 
 #[test]
 fn dispatch_needs_path_method_authority_and_a_known_cluster() {
-    let full = [(":method", "POST"), (":path", "/v1"), (":authority", "capi.example")];
+    let full = [
+        (":method", "POST"),
+        (":path", "/v1"),
+        (":authority", "capi.example"),
+    ];
     assert_eq!(dispatch("capi_destination", &full), (1, vec![]));
-    assert_eq!(dispatch("no_such_cluster", &full), (0, vec![status::BAD_ARGUMENT]));
+    assert_eq!(
+        dispatch("no_such_cluster", &full),
+        (0, vec![status::BAD_ARGUMENT])
+    );
     for missing in [":authority", ":path", ":method"] {
-        let h: Vec<_> = full.iter().copied().filter(|(k, _)| *k != missing).collect();
-        assert_eq!(dispatch("capi_destination", &h), (0, vec![status::BAD_ARGUMENT]), "without {missing}");
+        let h: Vec<_> = full
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        assert_eq!(
+            dispatch("capi_destination", &h),
+            (0, vec![status::BAD_ARGUMENT]),
+            "without {missing}"
+        );
     }
 }

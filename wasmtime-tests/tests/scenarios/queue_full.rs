@@ -7,11 +7,14 @@ use crate::common::*;
 
 #[test]
 fn queue_full_drops_and_counts_and_recovers() {
-    let cfg = config(serde_json::json!({ "limits": { "queue_capacity": 5 }, "destination": { "timeout_ms": 60000 } }));
+    let cfg = config(
+        serde_json::json!({ "limits": { "queue_capacity": 5 }, "destination": { "timeout_ms": 60000 } }),
+    );
     let (mut e, root) = envoy(&cfg);
     // No responder: calls wait for the test.
     for i in 0..20 {
-        e.run_exchange(0, root, &checkout(&format!("Q-{i}"), Some("q@example.com"))).unwrap();
+        e.run_exchange(0, root, &checkout(&format!("Q-{i}"), Some("q@example.com")))
+            .unwrap();
         e.advance(2).unwrap();
         assert!(e.stat("capi.queue_depth") <= 5);
     }
@@ -23,7 +26,8 @@ fn queue_full_drops_and_counts_and_recovers() {
     }
     assert_eq!(e.stat("capi.delivered"), 5);
     assert_eq!(e.stat("capi.queue_depth"), 0);
-    e.run_exchange(0, root, &checkout("Q-after", Some("q@example.com"))).unwrap();
+    e.run_exchange(0, root, &checkout("Q-after", Some("q@example.com")))
+        .unwrap();
     e.advance(5).unwrap();
     assert_eq!(e.stat("capi.events"), 6);
     assert!(e.log_lines().iter().any(|l| l.contains("queue_full")));

@@ -48,15 +48,27 @@ fn ten_thousand_checkouts_are_each_delivered_once_or_dropped_with_a_reason() {
         assert_eq!(r.client_body, ex.response_body);
         e.advance(rng.range(0, 40)).unwrap();
     }
-    assert!(settle(&mut e, 4 * 3_600_000), "did not settle: {} pending", e.pending_total());
+    assert!(
+        settle(&mut e, 4 * 3_600_000),
+        "did not settle: {} pending",
+        e.pending_total()
+    );
     assert_clean(&e);
 
     let c = parsed(&cfg);
     let a = sink::audit(&e.shared(), &e.delivered, &c.retry, 64, 0);
-    assert!(a.violations.is_empty(), "{} violations, first: {:#?}", a.violations.len(), &a.violations[..a.violations.len().min(20)]);
+    assert!(
+        a.violations.is_empty(),
+        "{} violations, first: {:#?}",
+        a.violations.len(),
+        &a.violations[..a.violations.len().min(20)]
+    );
     assert!(sink::delivered_twice(&a).is_empty());
     let sent: BTreeSet<String> = a.fates.keys().cloned().collect();
-    assert_eq!(sent, expected, "every accepted event was sent, and only those");
+    assert_eq!(
+        sent, expected,
+        "every accepted event was sent, and only those"
+    );
     assert_eq!(a.count(&Fate::Pending), 0);
 
     let stat = |n: &str| e.stat(n);
@@ -64,13 +76,40 @@ fn ten_thousand_checkouts_are_each_delivered_once_or_dropped_with_a_reason() {
     assert_eq!(stat("capi.dropped_duplicate"), duplicates);
     assert_eq!(stat("capi.extract_failed"), invalid);
     assert_eq!(stat("capi.delivered"), a.count(&Fate::Delivered) as i64);
-    for reason in ["rejected", "auth_failed", "client_error", "attempts_exhausted", "max_age"] {
-        assert_eq!(stat(&format!("capi.dropped_{reason}")), a.count(&Fate::Dropped(reason)) as i64, "{reason}");
+    for reason in [
+        "rejected",
+        "auth_failed",
+        "client_error",
+        "attempts_exhausted",
+        "max_age",
+    ] {
+        assert_eq!(
+            stat(&format!("capi.dropped_{reason}")),
+            a.count(&Fate::Dropped(reason)) as i64,
+            "{reason}"
+        );
     }
-    let dropped: i64 = ["rejected", "auth_failed", "client_error", "attempts_exhausted", "max_age"].iter().map(|r| stat(&format!("capi.dropped_{r}"))).sum();
-    assert_eq!(stat("capi.delivered") + dropped, stat("capi.events"), "accounting");
+    let dropped: i64 = [
+        "rejected",
+        "auth_failed",
+        "client_error",
+        "attempts_exhausted",
+        "max_age",
+    ]
+    .iter()
+    .map(|r| stat(&format!("capi.dropped_{r}")))
+    .sum();
+    assert_eq!(
+        stat("capi.delivered") + dropped,
+        stat("capi.events"),
+        "accounting"
+    );
     assert_eq!(stat("capi.queue_depth"), 0);
-    assert!(a.retries_checked > 1000, "only {} retries", a.retries_checked);
+    assert!(
+        a.retries_checked > 1000,
+        "only {} retries",
+        a.retries_checked
+    );
     eprintln!(
         "10k: {} events, {} calls, {} delivered, {} dropped, {} retries checked ({} on time), peak in flight {}",
         expected.len(),
