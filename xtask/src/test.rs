@@ -159,6 +159,8 @@ fn core(sh: &Sh) -> (Outcome, Vec<String>) {
                 "capi-core-abi",
                 "-p",
                 "capi-wasmtime-tests",
+                "-p",
+                "capi-cf-worker",
             ]))
         });
     } else {
@@ -185,10 +187,19 @@ fn core(sh: &Sh) -> (Outcome, Vec<String>) {
     }
 
     s.step("tests", || {
-        sh.run(
-            sh.cargo()
-                .args(["test", "-p", "capi-core", "-p", "capi-cli", "-p", "xtask"]),
-        )
+        sh.run(sh.cargo().args([
+            "test",
+            "-p",
+            "capi-core",
+            "-p",
+            "capi-cli",
+            "-p",
+            "xtask",
+            "-p",
+            "capi-core-abi",
+            "-p",
+            "capi-cf-worker",
+        ]))
     });
 
     for target in ["wasm32v1-none", "wasm32-wasip1", "wasm32-unknown-unknown"] {

@@ -1,0 +1,1430 @@
+//! The Worker itself (wasm32 only): the `fetch` handler (collect endpoint and proxy mode) and
+//! the `queue` handler (retries and dead letters), over capi-core.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use capi_core::config::PluginConfig;
+use capi_core::consent;
+use capi_core::delivery::{Answer, DeliveryPlan, DropReason, plan};
+use capi_core::extract::{Exchange, header};
+use capi_core::outbox::DedupWindow;
+use capi_core::request::build_request;
+use capi_core::{ConversionEvent, collect_event, extract_event};
+use futures_util::future::{Either, select};
+use js_sys::{Reflect, Uint8Array};
+use serde_json::json;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{
+    AnalyticsEngineDataPointBuilder, Context, Delay, Env, KvStore, MessageBatch, MessageBuilder,
+    MessageExt, QueueRetryOptionsBuilder, RawMessage, event,
+};
+
+use crate::edge::{self, Reject};
+use crate::message::{self, RetryMessage};
+use crate::settings::{Settings, names};
+use crate::telemetry::{Counters, Line};
+
+type Headers = Vec<(String, String)>;
+
+/// What the isolate reads once from its environment (a new deployment is a new isolate).
+struct Loaded {
+    settings: Result<Settings, String>,
+    config: Result<Rc<PluginConfig>, String>,
+    collect_secret: Option<String>,
+    admin_token: Option<String>,
+}
+
+thread_local! {
+    static LOADED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
+    static COUNTERS: RefCell<Counters> = RefCell::new(Counters::default());
+    static DEDUP: RefCell<Option<DedupWindow>> = const { RefCell::new(None) };
+}
+
+fn count(f: impl FnOnce(&mut Counters)) {
+    COUNTERS.with(|c| f(&mut c.borrow_mut()));
+}
+
+thread_local! {
+    /// `console.log` and `console`, looked up once.
+    static CONSOLE: Option<(js_sys::Function, JsValue)> = {
+        let console = Reflect::get(&js_sys::global(), &JsValue::from_str("console")).ok();
+        console.and_then(|c| Reflect::get(&c, &JsValue::from_str("log")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).map(|f| (f, c)))
+    };
+}
+
+/// Writes one log line. The call is queued as a microtask, so `console.log` runs on a shallow
+/// stack: with an inspector attached (wrangler dev, `wrangler tail`) the runtime records the
+/// caller's stack with every message, and the Worker's async Rust stack is deep.
+fn log(line: Line) {
+    let text = JsValue::from_str(&line.render());
+    CONSOLE.with(|c| {
+        if let Some((log, console)) = c {
+            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            let bound: JsValue = log.bind1(console, &text).into();
+            global.queue_microtask(bound.unchecked_ref());
+        }
+    });
+}
+
+fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if getrandom::fill(&mut b).is_err() {
+        for x in &mut b {
+            *x = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    b
+}
+
+fn random_u64() -> u64 {
+    u64::from_le_bytes(random_bytes::<8>())
+}
+
+/// A string entry of the environment: a var, a secret, or a TOML table (as JSON).
+fn env_str(env: &Env, name: &str) -> Option<String> {
+    let v = Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+    if let Some(s) = v.as_string() {
+        return Some(s);
+    }
+    if v.is_object() {
+        return js_sys::JSON::stringify(&v).ok().and_then(|s| s.as_string());
+    }
+    None
+}
+
+fn load(env: &Env) -> Rc<Loaded> {
+    if let Some(l) = LOADED.with(|l| l.borrow().clone()) {
+        return l;
+    }
+    let settings = Settings::from_lookup(|n| env_str(env, n)).map_err(|e| e.to_string());
+    let config = match env_str(env, names::CONFIG) {
+        None => Err(format!(
+            "{}: not set (the core configuration JSON)",
+            names::CONFIG
+        )),
+        Some(raw) => PluginConfig::from_json(raw.as_bytes())
+            .and_then(|mut c| c.resolve_secrets(|n| env_str(env, n)).map(|()| c))
+            .map(Rc::new)
+            .map_err(|e| format!("{}: {e}", names::CONFIG)),
+    };
+    let nonempty = |n: &str| env_str(env, n).filter(|s| !s.is_empty());
+    let loaded = Rc::new(Loaded {
+        settings,
+        config,
+        collect_secret: nonempty(names::COLLECT_SECRET),
+        admin_token: nonempty(names::ADMIN_TOKEN),
+    });
+    if let Err(e) = &loaded.settings {
+        log(Line::new("error", "settings_invalid").text("error", e));
+    }
+    match &loaded.config {
+        Err(e) => log(Line::new("error", "config_invalid").text("error", e)),
+        Ok(c) => {
+            let unsigned = loaded.collect_secret.is_none();
+            log(Line::new("info", "config_loaded")
+                .num("rules", c.rules.len() as i64)
+                .num("collect_signed", i64::from(!unsigned)));
+            DEDUP.with(|d| {
+                *d.borrow_mut() = Some(DedupWindow::new(
+                    c.limits.dedup_window_ms,
+                    c.limits.dedup_capacity,
+                ))
+            });
+        }
+    }
+    LOADED.with(|l| *l.borrow_mut() = Some(loaded.clone()));
+    loaded
+}
+
+fn header_list(h: &web_sys::Headers) -> Headers {
+    let mut out = Vec::with_capacity(16);
+    for item in h.entries().into_iter().flatten() {
+        let pair: js_sys::Array = item.unchecked_into();
+        if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            out.push((k.to_ascii_lowercase(), v));
+        }
+    }
+    out
+}
+
+fn some_headers(h: &web_sys::Headers, names: &[&str]) -> Headers {
+    names
+        .iter()
+        .filter_map(|n| h.get(n).ok().flatten().map(|v| ((*n).to_owned(), v)))
+        .collect()
+}
+
+/// `(host without port, path with query)` of an absolute URL.
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, pq) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    let host = if authority.starts_with('[') {
+        authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        authority.split_once(':').map_or(authority, |(h, _)| h)
+    };
+    let pq = pq.split_once('#').map_or(pq, |(p, _)| p);
+    (host, pq)
+}
+
+fn js_err(e: JsValue) -> worker::Error {
+    worker::Error::JsError(
+        e.as_string()
+            .unwrap_or_else(|| "JavaScript error".to_owned()),
+    )
+}
+
+fn respond(
+    status: u16,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> worker::Result<web_sys::Response> {
+    let h = web_sys::Headers::new().map_err(js_err)?;
+    for (k, v) in headers {
+        h.append(k, v).map_err(js_err)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&h);
+    let resp = match body {
+        Some(b) => {
+            h.set("content-type", "application/json").map_err(js_err)?;
+            let arr = Uint8Array::from(b);
+            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&arr), &init)
+        }
+        None => web_sys::Response::new_with_opt_str_and_init(None, &init),
+    };
+    resp.map_err(js_err)
+}
+
+fn json_response(
+    status: u16,
+    cors: &[(&str, String)],
+    v: &serde_json::Value,
+) -> worker::Result<web_sys::Response> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    respond(status, cors, Some(&body))
+}
+
+fn reject(r: &Reject, cors: &[(&str, String)]) -> worker::Result<web_sys::Response> {
+    count(|c| c.refused += 1);
+    log(Line::new("info", "collect_refused")
+        .num("status", i64::from(r.status))
+        .text("field", &r.field)
+        .text("error", &r.message));
+    let mut headers: Vec<(&str, String)> = cors.to_vec();
+    if r.status == 405 {
+        headers.push(("allow", "POST, OPTIONS".to_owned()));
+    }
+    respond(r.status, &headers, Some(&r.body()))
+}
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a body stream, giving up past `max` bytes. The rest of an over-size body is then
+/// read and thrown away (up to [`DRAIN_LIMIT`]) before the stream is cancelled: answering
+/// while the client still uploads breaks the next request in `wrangler dev`'s local proxy.
+async fn read_capped(
+    stream: Option<web_sys::ReadableStream>,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let Some(stream) = stream else {
+        return Ok(Vec::new());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut out = Vec::new();
+    loop {
+        let Some(arr) = next_chunk(&reader).await? else {
+            return Ok(out);
+        };
+        let len = arr.length() as usize;
+        if out.len() + len > max {
+            drain(&reader, out.len() + len).await;
+            return Err(BodyError::TooLarge);
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        if let Some(dst) = out.get_mut(start..) {
+            arr.copy_to(dst);
+        }
+    }
+}
+
+/// Most bytes read and discarded from a body that is refused.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+async fn next_chunk(
+    reader: &web_sys::ReadableStreamDefaultReader,
+) -> Result<Option<Uint8Array>, BodyError> {
+    let chunk = JsFuture::from(reader.read())
+        .await
+        .map_err(|_| BodyError::Broken)?;
+    let done = Reflect::get(&chunk, &JsValue::from_str("done"))
+        .ok()
+        .and_then(|d| d.as_bool())
+        .unwrap_or(true);
+    if done {
+        return Ok(None);
+    }
+    let value = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|_| BodyError::Broken)?;
+    Ok(Some(value.unchecked_into()))
+}
+
+async fn drain(reader: &web_sys::ReadableStreamDefaultReader, mut seen: usize) {
+    while seen <= DRAIN_LIMIT {
+        match next_chunk(reader).await {
+            Ok(Some(arr)) => seen += arr.length() as usize,
+            _ => return,
+        }
+    }
+    let _ = reader.cancel();
+}
+
+/// A destination's answer body: read whole when small (cheaper than a cancel), else the first
+/// 8 KiB (the rest drained or cancelled). Only 4xx bodies are looked at (the platform's reason).
+async fn read_small(resp: &web_sys::Response) -> Vec<u8> {
+    let len = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<usize>().ok());
+    if len.is_some_and(|l| l <= 64 * 1024) {
+        if let Ok(p) = resp.array_buffer()
+            && let Ok(buf) = JsFuture::from(p).await
+        {
+            return Uint8Array::new(&buf).to_vec();
+        }
+        return Vec::new();
+    }
+    read_capped(resp.body(), 8 * 1024).await.unwrap_or_default()
+}
+
+fn content_length(h: &web_sys::Headers) -> Option<usize> {
+    h.get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse().ok())
+}
+
+/// The copy of a body that proxy mode reads after the fact.
+enum Tee {
+    Request(web_sys::Request),
+    Response(web_sys::Response),
+}
+
+impl Tee {
+    fn headers(&self) -> web_sys::Headers {
+        match self {
+            Self::Request(r) => r.headers(),
+            Self::Response(r) => r.headers(),
+        }
+    }
+
+    fn body(&self) -> Option<web_sys::ReadableStream> {
+        match self {
+            Self::Request(r) => r.body(),
+            Self::Response(r) => r.body(),
+        }
+    }
+
+    fn array_buffer(&self) -> Result<js_sys::Promise, JsValue> {
+        match self {
+            Self::Request(r) => r.array_buffer(),
+            Self::Response(r) => r.array_buffer(),
+        }
+    }
+}
+
+/// Reads a tee: over the limit by its length, it is cancelled unread (an unread tee would buffer
+/// what the client reads); a known length is one `arrayBuffer()`; otherwise chunks up to the
+/// limit.
+async fn read_copy(tee: Tee, max: usize) -> Result<Vec<u8>, BodyError> {
+    match content_length(&tee.headers()) {
+        Some(l) if l > max => {
+            if let Some(s) = tee.body() {
+                let _ = s.cancel();
+            }
+            Err(BodyError::TooLarge)
+        }
+        Some(_) => {
+            let p = tee.array_buffer().map_err(|_| BodyError::Broken)?;
+            let buf = JsFuture::from(p).await.map_err(|_| BodyError::Broken)?;
+            Ok(Uint8Array::new(&buf).to_vec())
+        }
+        None => read_capped(tee.body(), max).await,
+    }
+}
+
+/// A request body of known length (already checked against the limit): one promise.
+async fn read_known(raw: &web_sys::Request, max: usize) -> Result<Vec<u8>, BodyError> {
+    let p = raw.array_buffer().map_err(|_| BodyError::Broken)?;
+    let buf = JsFuture::from(p).await.map_err(|_| BodyError::Broken)?;
+    let arr = Uint8Array::new(&buf);
+    if arr.length() as usize > max {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(arr.to_vec())
+}
+
+/// Discards a request body that will not be read (a refused collect request).
+async fn discard(raw: &web_sys::Request) {
+    if let Some(stream) = raw.body()
+        && !raw.body_used()
+    {
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        drain(&reader, 0).await;
+    }
+}
+
+#[wasm_bindgen(inline_js = r#"
+export function pass_through(request) {
+  return fetch(request).catch(() => {
+    console.log(JSON.stringify({ component: "capi-worker", level: "error", msg: "origin_unreachable" }));
+    return new Response('{"error":"origin unreachable"}', { status: 502, headers: { "content-type": "application/json" } });
+  });
+}
+"#)]
+extern "C" {
+    /// `fetch(request)` with a 502 for an unreachable origin, entirely in JS: the pass-through
+    /// path (most traffic) never enters a Rust future.
+    fn pass_through(request: &web_sys::Request) -> js_sys::Promise;
+}
+
+/// The response for an error the handler could not answer itself (as workers-rs would).
+fn internal_error(e: &worker::Error) -> JsValue {
+    log(Line::new("error", "internal_error").text("error", &e.to_string()));
+    respond(500, &[], Some(br#"{"error":"internal error"}"#)).map_or(JsValue::NULL, JsValue::from)
+}
+
+fn settle_response(r: worker::Result<web_sys::Response>) -> Result<JsValue, JsValue> {
+    Ok(match r {
+        Ok(resp) => resp.into(),
+        Err(e) => internal_error(&e),
+    })
+}
+
+/// The Worker's `fetch` handler (exported by hand rather than with `#[event(fetch)]`: a request
+/// that only passes through returns the origin's promise directly, with no Rust future).
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
+    let ctx = Context::new(ctx);
+    let l = load(&env);
+    let url = req.url();
+    let (host, pq) = split_url(&url);
+    let path = pq.split_once('?').map_or(pq, |(p, _)| p);
+    let settings = match &l.settings {
+        Ok(s) => s,
+        Err(e) => {
+            let r = json_response(
+                500,
+                &[],
+                &json!({ "error": format!("worker settings: {e}") }),
+            );
+            return js_sys::Promise::resolve(&settle_response(r).unwrap_or(JsValue::NULL));
+        }
+    };
+    if settings.collect_path.as_deref() == Some(path) {
+        let l = l.clone();
+        return wasm_bindgen_futures::future_to_promise(async move {
+            let Ok(settings) = &l.settings else {
+                return Ok(JsValue::NULL);
+            };
+            settle_response(collect(&req, &l, settings, &env, &ctx).await)
+        });
+    }
+    if path == "/_capi/stats"
+        && let Some(token) = &l.admin_token
+    {
+        return js_sys::Promise::resolve(
+            &settle_response(stats(&req, token)).unwrap_or(JsValue::NULL),
+        );
+    }
+    match proxy_prepare(&req, host, pq, &l, settings) {
+        Err(e) => js_sys::Promise::resolve(&internal_error(&e)),
+        Ok(p) if p.rule_index.is_none() && p.set_cookies.is_empty() => pass_through(&p.upstream),
+        Ok(p) => {
+            let host = host.to_owned();
+            let pq = pq.to_owned();
+            wasm_bindgen_futures::future_to_promise(async move {
+                settle_response(proxy_finish(p, &host, &pq, &l, &env, &ctx).await)
+            })
+        }
+    }
+}
+
+fn stats(raw: &web_sys::Request, token: &str) -> worker::Result<web_sys::Response> {
+    let got = raw
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let want = format!("Bearer {token}");
+    let ok = got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0;
+    if !ok {
+        return json_response(
+            401,
+            &[],
+            &json!({ "error": "missing or invalid bearer token", "field": "authorization" }),
+        );
+    }
+    let counters = COUNTERS.with(|c| c.borrow().clone());
+    let remembered = DEDUP.with(|d| d.borrow().as_ref().map_or(0, DedupWindow::len));
+    json_response(
+        200,
+        &[],
+        &json!({ "counters": counters, "dedup_remembered": remembered }),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collect mode
+
+async fn collect(
+    raw: &web_sys::Request,
+    l: &Loaded,
+    settings: &Settings,
+    env: &Env,
+    ctx: &Context,
+) -> worker::Result<web_sys::Response> {
+    let headers = header_list(&raw.headers());
+    let method = raw.method();
+    let origin = header(&headers, "origin").map(str::to_owned);
+    if method.eq_ignore_ascii_case("OPTIONS") {
+        discard(raw).await;
+        return match edge::preflight(
+            settings,
+            origin.as_deref(),
+            header(&headers, "access-control-request-method"),
+        ) {
+            Ok(h) => respond(204, &h, None),
+            Err(r) => reject(&r, &[]),
+        };
+    }
+    let browser = origin
+        .as_deref()
+        .is_some_and(|o| settings.origin_allowed(o));
+    let cors = if browser {
+        origin
+            .as_deref()
+            .map(edge::cors_headers)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if origin.is_some() && !browser {
+        discard(raw).await;
+        return reject(&Reject::new(403, "origin", "origin not allowed"), &[]);
+    }
+    let config = match &l.config {
+        Ok(c) => c.clone(),
+        Err(_) => {
+            discard(raw).await;
+            return json_response(
+                503,
+                &cors,
+                &json!({ "error": "the Worker's CAPI configuration is invalid (see its logs)", "field": "config" }),
+            );
+        }
+    };
+    let max = config.limits.max_body_bytes;
+    if let Err(r) = edge::check_collect_head(
+        &method,
+        header(&headers, "content-type"),
+        header(&headers, "content-length"),
+        max,
+        browser,
+    ) {
+        discard(raw).await;
+        return reject(&r, &cors);
+    }
+    let known_length = header(&headers, "content-length").is_some();
+    let body = if known_length {
+        read_known(raw, max).await
+    } else {
+        read_capped(raw.body(), max).await
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return reject(&edge::too_large(max), &cors),
+        Err(BodyError::Broken) => {
+            return reject(
+                &Reject::new(400, "body", "the request body could not be read"),
+                &cors,
+            );
+        }
+    };
+    let now = now_ms();
+    if let Some(secret) = &l.collect_secret
+        && !browser
+        && let Err(r) = edge::verify_signature(
+            secret.as_bytes(),
+            &headers,
+            &body,
+            now.div_euclid(1000),
+            settings.signature_max_skew_s,
+        )
+    {
+        return reject(&r, &cors);
+    }
+    if let Err(denied) = consent::check(&config.consent, &headers) {
+        count(|c| c.consent_skipped += 1);
+        log(Line::new("info", "consent_skipped")
+            .text("source", "collect")
+            .text("reason", denied.as_str()));
+        return json_response(
+            202,
+            &cors,
+            &json!({ "status": "skipped", "reason": denied.as_str() }),
+        );
+    }
+    let guid = edge::guid_from_cookie(&headers, &settings.guid_cookie);
+    let body = edge::with_cookie_guid(&body, guid.as_deref()).unwrap_or(body);
+    match collect_event(&config, &body, &headers, now) {
+        Ok(x) => {
+            count(|c| c.collected += 1);
+            let event_id = x.event.event_id.clone();
+            let skipped: Vec<&str> = x.skipped.iter().map(|s| s.field).collect();
+            log(Line::new("info", "collected")
+                .event_id(&event_id)
+                .text("type", x.event.conversion_type.as_str())
+                .list("ids_skipped", &skipped));
+            let env = env.clone();
+            ctx.wait_until(async move { deliver_new(&env, &config, x.event, "collect").await });
+            json_response(
+                202,
+                &cors,
+                &json!({ "status": "accepted", "event_id": event_id }),
+            )
+        }
+        Err(e) => reject(&Reject::new(400, e.field, e.to_string()), &cors),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy mode
+
+fn rule_reads_request_body(rule: &capi_core::config::Rule) -> bool {
+    let e = &rule.extract;
+    [
+        &e.order_id,
+        &e.value,
+        &e.currency,
+        &e.email,
+        &e.phone,
+        &e.guid,
+        &e.first_party_id,
+        &e.timestamp,
+        &e.user_agent,
+    ]
+    .iter()
+    .any(|s| s.as_ref().is_some_and(|s| s.reads_request_body()))
+}
+
+fn rule_reads_response_body(rule: &capi_core::config::Rule) -> bool {
+    let e = &rule.extract;
+    [
+        &e.order_id,
+        &e.value,
+        &e.currency,
+        &e.email,
+        &e.phone,
+        &e.guid,
+        &e.first_party_id,
+        &e.timestamp,
+        &e.user_agent,
+    ]
+    .iter()
+    .any(|s| s.as_ref().is_some_and(|s| s.reads_response_body()))
+}
+
+/// What proxy mode decided before forwarding.
+struct Prepared {
+    method: String,
+    headers: Headers,
+    rule_index: Option<usize>,
+    request_copy: Option<web_sys::Request>,
+    upstream: web_sys::Request,
+    set_cookies: Vec<String>,
+}
+
+/// Proxy mode up to the forward: consent, cookies, the rule, the tee of the request body.
+fn proxy_prepare(
+    raw: &web_sys::Request,
+    host: &str,
+    pq: &str,
+    l: &Loaded,
+    settings: &Settings,
+) -> worker::Result<Prepared> {
+    let method = raw.method();
+    let config = l.config.as_ref().ok().cloned();
+    let rule_idx = config
+        .as_ref()
+        .and_then(|c| c.match_request(&method, host, pq));
+    // Every header only when a rule may read them; else the few that cookies and consent need.
+    let mut headers = if rule_idx.is_some() {
+        header_list(&raw.headers())
+    } else {
+        some_headers(
+            &raw.headers(),
+            &["cookie", "sec-gpc", "accept", "sec-fetch-dest"],
+        )
+    };
+    let consent_ok = config
+        .as_ref()
+        .is_some_and(|c| consent::check(&c.consent, &headers).is_ok());
+    let mut set_cookies: Vec<String> = Vec::new();
+    if consent_ok {
+        let clicks = edge::click_ids_in_query(pq);
+        if edge::guid_from_cookie(&headers, &settings.guid_cookie).is_none()
+            && (rule_idx.is_some() || !clicks.is_empty() || edge::is_navigation(&method, &headers))
+        {
+            let (guid, c) = edge::new_guid_cookie(settings, random_bytes::<16>());
+            set_cookies.push(c);
+            // The conversion of this very exchange already carries the new visitor's guid.
+            headers.push((
+                "cookie".to_owned(),
+                format!("{}={guid}", settings.guid_cookie),
+            ));
+        }
+        for (_, name, value) in clicks {
+            set_cookies.push(edge::set_cookie(
+                name,
+                &value,
+                settings.click_id_max_age_s,
+                settings.cookie_domain.as_deref(),
+            ));
+        }
+    } else if rule_idx.is_some() {
+        count(|c| c.consent_skipped += 1);
+        let reason = config
+            .as_ref()
+            .and_then(|c| consent::check(&c.consent, &headers).err())
+            .map_or("config", |d| d.as_str());
+        log(Line::new("info", "consent_skipped")
+            .text("source", "proxy")
+            .text("reason", reason));
+    }
+    let rule = if consent_ok {
+        rule_idx.and_then(|i| config.as_ref().and_then(|c| c.rules.get(i)))
+    } else {
+        None
+    };
+
+    // The request body is read from a tee (Request.clone) only when a rule needs it.
+    let request_copy = match rule {
+        Some(r) if rule_reads_request_body(r) && raw.body().is_some() => {
+            Some(raw.clone().map_err(js_err)?)
+        }
+        _ => None,
+    };
+    let upstream = match &settings.origin {
+        Some(origin) => {
+            // new Request(url, request): same method, headers, body and redirect mode.
+            let init: &web_sys::RequestInit = raw.unchecked_ref();
+            web_sys::Request::new_with_str_and_init(&format!("{origin}{pq}"), init)
+                .map_err(js_err)?
+        }
+        // A reference to the same request (not Request.clone(), which would tee the body).
+        None => Clone::clone(raw),
+    };
+    let rule_index = if rule.is_some() { rule_idx } else { None };
+    Ok(Prepared {
+        method,
+        headers,
+        rule_index,
+        request_copy,
+        upstream,
+        set_cookies,
+    })
+}
+
+/// Proxy mode after the forward: the conversion (in waitUntil) and our cookies.
+async fn proxy_finish(
+    p: Prepared,
+    host: &str,
+    pq: &str,
+    l: &Loaded,
+    env: &Env,
+    ctx: &Context,
+) -> worker::Result<web_sys::Response> {
+    let Prepared {
+        method,
+        headers,
+        rule_index,
+        request_copy,
+        upstream,
+        set_cookies,
+    } = p;
+    let config = l.config.as_ref().ok().cloned();
+    let rule = rule_index.and_then(|i| config.as_ref().and_then(|c| c.rules.get(i)));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let resp: web_sys::Response = match JsFuture::from(global.fetch_with_request(&upstream)).await {
+        Ok(r) => r.unchecked_into(),
+        Err(_) => {
+            log(Line::new("error", "origin_unreachable"));
+            return json_response(502, &[], &json!({ "error": "origin unreachable" }));
+        }
+    };
+
+    let mut request_copy = request_copy;
+    if let (Some(rule), Some(config)) = (rule, config.as_ref()) {
+        let status = resp.status();
+        let ct = resp.headers().get("content-type").ok().flatten();
+        if rule.matcher.matches_response(status, ct.as_deref()) {
+            count(|c| c.matched += 1);
+            // The client gets the original; we read a tee of its body, after the fact.
+            let response_copy = if rule_reads_response_body(rule) {
+                Some(resp.clone().map_err(js_err)?)
+            } else {
+                None
+            };
+            let response_headers = header_list(&resp.headers());
+            let job = Observed {
+                rule_index: rule_index.unwrap_or(0),
+                method: method.clone(),
+                host: host.to_owned(),
+                path: pq.to_owned(),
+                request_headers: headers,
+                request_copy: request_copy.take(),
+                status,
+                response_headers,
+                response_copy,
+            };
+            let (env, config) = (env.clone(), config.clone());
+            ctx.wait_until(async move { observe(&env, &config, job).await });
+        }
+    }
+    // A tee nobody will read would keep the request body buffered.
+    if let Some(body) = request_copy.and_then(|r| r.body()) {
+        let _ = body.cancel();
+    }
+
+    if set_cookies.is_empty() {
+        return Ok(resp);
+    }
+    // Same status, status text, headers and body stream, plus our first-party cookies.
+    let h = web_sys::Headers::new_with_headers(&resp.headers()).map_err(js_err)?;
+    for c in &set_cookies {
+        h.append("set-cookie", c).map_err(js_err)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status());
+    init.set_status_text(&resp.status_text());
+    init.set_headers(&h);
+    web_sys::Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init)
+        .map_err(js_err)
+}
+
+struct Observed {
+    rule_index: usize,
+    method: String,
+    host: String,
+    path: String,
+    request_headers: Headers,
+    request_copy: Option<web_sys::Request>,
+    status: u16,
+    response_headers: Headers,
+    response_copy: Option<web_sys::Response>,
+}
+
+async fn observe(env: &Env, config: &Rc<PluginConfig>, job: Observed) {
+    let Some(rule) = config.rules.get(job.rule_index) else {
+        return;
+    };
+    let max = config.limits.max_body_bytes;
+    let mut too_large = false;
+    let mut read = |r: Result<Vec<u8>, BodyError>| match r {
+        Ok(b) => Some(b),
+        Err(BodyError::TooLarge) => {
+            too_large = true;
+            None
+        }
+        Err(BodyError::Broken) => None,
+    };
+    let request_body = match job.request_copy {
+        Some(r) => read(read_copy(Tee::Request(r), max).await),
+        None => None,
+    };
+    let response_body = match job.response_copy {
+        Some(r) => read(read_copy(Tee::Response(r), max).await),
+        None => None,
+    };
+    if too_large {
+        count(|c| c.extract_failed += 1);
+        log(Line::new("warn", "body_too_large")
+            .text("rule", &rule.name)
+            .num("max_body_bytes", max as i64));
+        return;
+    }
+    let ex = Exchange {
+        method: &job.method,
+        host: &job.host,
+        path: &job.path,
+        request_headers: &job.request_headers,
+        request_body: request_body.as_deref(),
+        response_status: job.status,
+        response_headers: &job.response_headers,
+        response_body: response_body.as_deref(),
+    };
+    match extract_event(config, rule, &ex, now_ms()) {
+        Ok(x) => {
+            let skipped: Vec<&str> = x.skipped.iter().map(|s| s.field).collect();
+            log(Line::new("info", "matched")
+                .event_id(&x.event.event_id)
+                .text("rule", &rule.name)
+                .list("ids_skipped", &skipped));
+            deliver_new(env, config, x.event, &rule.name).await;
+        }
+        Err(e) => {
+            count(|c| c.extract_failed += 1);
+            log(Line::new("warn", "extract_failed")
+                .text("rule", &rule.name)
+                .text("field", e.field)
+                .text("error", &e.reason));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery
+
+/// An attempt's result, owned (the core's `Answer` borrows from it).
+struct Outcome {
+    status: Option<u16>,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+    timed_out: bool,
+    ms: i64,
+}
+
+impl Outcome {
+    fn answer(&self) -> Answer<'_> {
+        match self.status {
+            Some(status) => Answer::Http {
+                status,
+                retry_after: self.retry_after.as_deref(),
+                body: &self.body,
+            },
+            None if self.timed_out => Answer::Timeout,
+            None => Answer::ConnectFailed,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.status {
+            Some(s) => format!("status {s}"),
+            None if self.timed_out => "timeout".to_owned(),
+            None => "connect failed".to_owned(),
+        }
+    }
+}
+
+fn dedup_key(event_id: &str) -> String {
+    format!("ev:{event_id}")
+}
+
+fn dedup_ttl_s(config: &PluginConfig) -> u64 {
+    // KV's shortest expiration is 60 s.
+    (config.limits.dedup_window_ms.max(0) as u64)
+        .div_ceil(1000)
+        .max(60)
+}
+
+fn analytics(
+    env: &Env,
+    config: &PluginConfig,
+    outcome: &str,
+    source: &str,
+    reason: &str,
+    attempts: u32,
+    ms: i64,
+) {
+    let Ok(ds) = env.analytics_engine(names::ANALYTICS) else {
+        return;
+    };
+    let key: String = config
+        .destination
+        .data_source_key
+        .chars()
+        .take(32)
+        .collect();
+    let point = AnalyticsEngineDataPointBuilder::new()
+        .indexes([key.as_str()])
+        .add_blob(outcome)
+        .add_blob(source)
+        .add_blob(reason)
+        .add_double(1.0)
+        .add_double(f64::from(attempts))
+        .add_double(ms as f64);
+    if point.write_to(&ds).is_err() {
+        log(Line::new("warn", "analytics_write_failed"));
+    }
+}
+
+/// Sends events in one request, with the destination's timeout.
+async fn attempt(config: &PluginConfig, events: &[ConversionEvent]) -> Result<Outcome, String> {
+    let started = now_ms();
+    let req = build_request(config, events, started).map_err(|e| e.to_string())?;
+    let h = web_sys::Headers::new().map_err(|_| "headers".to_owned())?;
+    for (k, v) in &req.headers {
+        h.append(k, v)
+            .map_err(|_| format!("header {k} is not valid"))?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(req.method);
+    init.set_headers(&h);
+    let body = Uint8Array::from(req.body.as_slice());
+    init.set_body(&body);
+    let controller = web_sys::AbortController::new().map_err(|_| "abort controller".to_owned())?;
+    init.set_signal(Some(&controller.signal()));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let send = async {
+        let resp: web_sys::Response =
+            JsFuture::from(global.fetch_with_str_and_init(&req.url(), &init))
+                .await?
+                .unchecked_into();
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").ok().flatten();
+        // Reading a platform's (small) answer costs workerd less than cancelling its stream.
+        let body = read_small(&resp).await;
+        Ok::<_, JsValue>((status, retry_after, body))
+    };
+    let timeout = Delay::from(Duration::from_millis(u64::from(
+        config.destination.timeout_ms,
+    )));
+    let out = match select(Box::pin(send), timeout).await {
+        Either::Left((Ok((status, retry_after, body)), _)) => Outcome {
+            status: Some(status),
+            retry_after,
+            body,
+            timed_out: false,
+            ms: 0,
+        },
+        Either::Left((Err(_), _)) => Outcome {
+            status: None,
+            retry_after: None,
+            body: Vec::new(),
+            timed_out: false,
+            ms: 0,
+        },
+        Either::Right(((), _)) => {
+            controller.abort();
+            Outcome {
+                status: None,
+                retry_after: None,
+                body: Vec::new(),
+                timed_out: true,
+                ms: 0,
+            }
+        }
+    };
+    Ok(Outcome {
+        ms: now_ms() - started,
+        ..out
+    })
+}
+
+/// A new event: dedup, first attempt inline, then the retry queue if it must be retried.
+async fn deliver_new(env: &Env, config: &PluginConfig, event: ConversionEvent, source: &str) {
+    let now = now_ms();
+    let first = DEDUP.with(|d| {
+        d.borrow_mut()
+            .as_mut()
+            .is_none_or(|w| w.first_sighting(&event.event_id, now))
+    });
+    if !first {
+        dropped(
+            env,
+            config,
+            &event.event_id,
+            source,
+            "duplicate",
+            None,
+            0,
+            0,
+        );
+        return;
+    }
+    let kv = env.kv(names::DEDUP_KV).ok();
+    if let Some(kv) = &kv
+        && config.limits.dedup_window_ms > 0
+    {
+        let key = dedup_key(&event.event_id);
+        match kv.get(&key).text().await {
+            Ok(Some(_)) => {
+                dropped(
+                    env,
+                    config,
+                    &event.event_id,
+                    source,
+                    "duplicate",
+                    None,
+                    0,
+                    0,
+                );
+                return;
+            }
+            Ok(None) => {}
+            // KV trouble must not lose the event: send it, the platform dedups on event_id too.
+            Err(_) => log(Line::new("warn", "dedup_unavailable").event_id(&event.event_id)),
+        }
+        if let Ok(put) = kv.put(&key, "pending") {
+            let _ = put.expiration_ttl(dedup_ttl_s(config)).execute().await;
+        }
+    }
+    let msg = RetryMessage {
+        v: message::VERSION,
+        attempts: 0,
+        first_attempt_at: now,
+        source: source.to_owned(),
+        last_error: String::new(),
+        event,
+    };
+    let outcome = match attempt(config, std::slice::from_ref(&msg.event)).await {
+        Ok(o) => o,
+        Err(e) => {
+            dropped(
+                env,
+                config,
+                &msg.event.event_id,
+                source,
+                "build_failed",
+                Some(&e),
+                1,
+                0,
+            );
+            return;
+        }
+    };
+    count(|c| c.sent += 1);
+    match settle(env, config, kv.as_ref(), msg, &outcome).await {
+        Settled::Done => {}
+        Settled::Requeue { msg, delay_s } => {
+            if let Err(e) = enqueue(env, &msg, delay_s).await {
+                dropped(
+                    env,
+                    config,
+                    &msg.event.event_id,
+                    &msg.source,
+                    "no_retry_queue",
+                    Some(&e),
+                    msg.attempts,
+                    outcome.ms,
+                );
+                forget(kv.as_ref(), &msg.event.event_id).await;
+            }
+        }
+    }
+}
+
+async fn enqueue(env: &Env, msg: &RetryMessage, delay_s: u32) -> Result<(), String> {
+    let q = env
+        .queue(names::RETRY_QUEUE)
+        .map_err(|_| format!("{} is not bound", names::RETRY_QUEUE))?;
+    q.send(
+        MessageBuilder::new(msg.to_json())
+            .delay_seconds(delay_s)
+            .build(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    count(|c| c.retried += 1);
+    log(Line::new("info", "retry_queued")
+        .event_id(&msg.event.event_id)
+        .text("source", &msg.source)
+        .num("attempts", i64::from(msg.attempts))
+        .num("delay_s", i64::from(delay_s))
+        .text("last_error", &msg.last_error));
+    Ok(())
+}
+
+enum Settled {
+    Done,
+    Requeue {
+        msg: Box<RetryMessage>,
+        delay_s: u32,
+    },
+}
+
+/// Applies the core's delivery plan to one event after one attempt.
+async fn settle(
+    env: &Env,
+    config: &PluginConfig,
+    kv: Option<&KvStore>,
+    mut msg: RetryMessage,
+    outcome: &Outcome,
+) -> Settled {
+    let now = now_ms();
+    msg.attempts += 1;
+    msg.last_error = outcome.describe();
+    let source = msg.source.clone();
+    let id = msg.event.event_id.clone();
+    match plan(
+        &config.retry,
+        &outcome.answer(),
+        msg.attempts,
+        msg.first_attempt_at,
+        now,
+        random_u64(),
+    ) {
+        DeliveryPlan::Delivered => {
+            count(|c| c.delivered += 1);
+            log(Line::new("info", "delivered")
+                .event_id(&id)
+                .text("source", &source)
+                .num("status", i64::from(outcome.status.unwrap_or(0)))
+                .num("attempts", i64::from(msg.attempts))
+                .num("ms", outcome.ms));
+            analytics(
+                env,
+                config,
+                "delivered",
+                &source,
+                "",
+                msg.attempts,
+                outcome.ms,
+            );
+            if let Some(kv) = kv
+                && config.limits.dedup_window_ms > 0
+                && let Ok(put) = kv.put(&dedup_key(&id), "delivered")
+            {
+                let _ = put.expiration_ttl(dedup_ttl_s(config)).execute().await;
+            }
+            Settled::Done
+        }
+        DeliveryPlan::RetryAt(at) => Settled::Requeue {
+            delay_s: message::delay_seconds(at, now),
+            msg: Box::new(msg),
+        },
+        DeliveryPlan::Drop { reason, detail } => {
+            dropped(
+                env,
+                config,
+                &id,
+                &source,
+                reason.as_str(),
+                detail.as_deref(),
+                msg.attempts,
+                outcome.ms,
+            );
+            if matches!(reason, DropReason::AttemptsExhausted | DropReason::MaxAge) {
+                dead_letter(env, &msg).await;
+            }
+            forget(kv, &id).await;
+            Settled::Done
+        }
+    }
+}
+
+/// An event that will not be delivered no longer blocks a corrected resubmission.
+async fn forget(kv: Option<&KvStore>, event_id: &str) {
+    if let Some(kv) = kv {
+        let _ = kv.delete(&dedup_key(event_id)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dropped(
+    env: &Env,
+    config: &PluginConfig,
+    event_id: &str,
+    source: &str,
+    reason: &str,
+    detail: Option<&str>,
+    attempts: u32,
+    ms: i64,
+) {
+    count(|c| c.drop(reason));
+    let level = if reason == "duplicate" {
+        "info"
+    } else {
+        "warn"
+    };
+    let mut line = Line::new(level, "dropped")
+        .event_id(event_id)
+        .text("source", source)
+        .text("reason", reason)
+        .num("attempts", i64::from(attempts));
+    if let Some(d) = detail {
+        line = line.text("detail", d);
+    }
+    log(line);
+    analytics(env, config, "dropped", source, reason, attempts, ms);
+}
+
+async fn dead_letter(env: &Env, msg: &RetryMessage) {
+    let sent = match env.queue(names::DLQ) {
+        Ok(q) => q.send(msg.to_json()).await.is_ok(),
+        Err(_) => false,
+    };
+    log(Line::new(
+        "error",
+        if sent {
+            "dead_lettered"
+        } else {
+            "dead_letter_unbound"
+        },
+    )
+    .event_id(&msg.event.event_id)
+    .text("source", &msg.source)
+    .num("attempts", i64::from(msg.attempts))
+    .text("last_error", &msg.last_error));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue consumer: retries, and the dead-letter queue when this Worker consumes it too.
+
+#[event(queue)]
+pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    let l = load(&env);
+    let (Ok(settings), Ok(config)) = (&l.settings, &l.config) else {
+        // Nothing is lost: the messages come back once the configuration is fixed.
+        log(Line::new("error", "queue_config_invalid"));
+        batch.retry_all();
+        return Ok(());
+    };
+    let dlq = batch.queue() == settings.dlq_name;
+    let mut work: Vec<(RawMessage, RetryMessage)> = Vec::new();
+    for raw in batch.raw_iter() {
+        let parsed = raw
+            .body()
+            .as_string()
+            .ok_or_else(|| "retry message: not a string".to_owned())
+            .and_then(|s| RetryMessage::from_json(&s));
+        match parsed {
+            Err(e) => {
+                log(Line::new("error", "queue_message_unreadable").text("error", &e));
+                raw.ack();
+            }
+            Ok(m) if dlq => {
+                count(|c| c.dead_lettered += 1);
+                log(Line::new("error", "dead_letter_received")
+                    .event_id(&m.event.event_id)
+                    .text("source", &m.source)
+                    .num("attempts", i64::from(m.attempts))
+                    .text("last_error", &m.last_error));
+                analytics(
+                    &env,
+                    config,
+                    "dead_letter",
+                    &m.source,
+                    &m.last_error,
+                    m.attempts,
+                    0,
+                );
+                raw.ack();
+            }
+            Ok(m) => work.push((raw, m)),
+        }
+    }
+    if work.is_empty() {
+        return Ok(());
+    }
+    let kv = env.kv(names::DEDUP_KV).ok();
+    let mut todo = Vec::with_capacity(work.len());
+    for (raw, m) in work {
+        let delivered = match &kv {
+            Some(kv) if config.limits.dedup_window_ms > 0 => {
+                kv.get(&dedup_key(&m.event.event_id))
+                    .text()
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("delivered")
+            }
+            _ => false,
+        };
+        if delivered {
+            dropped(
+                &env,
+                config,
+                &m.event.event_id,
+                &m.source,
+                "duplicate",
+                None,
+                m.attempts,
+                0,
+            );
+            raw.ack();
+        } else {
+            todo.push((raw, m));
+        }
+    }
+    let per_request = config.destination.batch.max_events.max(1);
+    let mut groups: Vec<Vec<(RawMessage, RetryMessage)>> = Vec::new();
+    for item in todo {
+        match groups.last_mut() {
+            Some(g) if g.len() < per_request => g.push(item),
+            _ => groups.push(vec![item]),
+        }
+    }
+    let runs = groups
+        .into_iter()
+        .map(|g| retry_group(&env, config, kv.as_ref(), g));
+    futures_util::future::join_all(runs).await;
+    Ok(())
+}
+
+async fn retry_group(
+    env: &Env,
+    config: &PluginConfig,
+    kv: Option<&KvStore>,
+    group: Vec<(RawMessage, RetryMessage)>,
+) {
+    let events: Vec<ConversionEvent> = group.iter().map(|(_, m)| m.event.clone()).collect();
+    let outcome = match attempt(config, &events).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Only an unresolved secret gets here: keep the messages for a fixed deployment.
+            log(Line::new("error", "build_failed").text("error", &e));
+            for (raw, _) in &group {
+                raw.retry();
+            }
+            return;
+        }
+    };
+    count(|c| c.sent += group.len() as u64);
+    for (raw, msg) in group {
+        match settle(env, config, kv, msg, &outcome).await {
+            Settled::Done => raw.ack(),
+            Settled::Requeue { msg, delay_s } => {
+                // A fresh message carries the attempt count; if it cannot be sent, the queue's
+                // own retry (and, past max_retries, its dead-letter queue) keeps the event.
+                if enqueue(env, &msg, delay_s).await.is_ok() {
+                    raw.ack();
+                } else {
+                    raw.retry_with_options(
+                        &QueueRetryOptionsBuilder::new()
+                            .with_delay_seconds(delay_s)
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+}
