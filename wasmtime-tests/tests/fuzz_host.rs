@@ -7,8 +7,8 @@
 //! Run it for a while (seconds of wall time; the seed is printed, and reproduces a case):
 //!
 //! ```text
-//! CAPI_FUZZ_SECS=300 cargo test -p capi-wasmtime-tests --release --test fuzz_host -- --ignored --nocapture
-//! CAPI_FUZZ_SEED=1234 CAPI_FUZZ_SECS=1 cargo test -p capi-wasmtime-tests --release --test fuzz_host -- --ignored --nocapture
+//! CAPI_FUZZ_SECS=300 cargo test -p capi-wasmtime-tests --profile wasmtime-tests --test fuzz_host -- --ignored --nocapture
+//! CAPI_FUZZ_SEED=1234 CAPI_FUZZ_SECS=1 cargo test -p capi-wasmtime-tests --profile wasmtime-tests --test fuzz_host -- --ignored --nocapture
 //! ```
 //!
 //! `cargo xtask test wasmtime` runs it briefly; `fuzz_smoke` runs a few fixed cases in every

@@ -370,7 +370,13 @@ fn wasmtime(sh: &Sh) -> (Outcome, Vec<String>) {
     if s.failures.is_empty() {
         s.step("wasmtime tests", || {
             let mut c = sh.cargo();
-            c.args(["test", "-p", "capi-wasmtime-tests", "--release"]);
+            c.args([
+                "test",
+                "-p",
+                "capi-wasmtime-tests",
+                "--profile",
+                "wasmtime-tests",
+            ]);
             sh.run_bounded(&mut c, WASMTIME_TEST_LIMIT)
         });
         // The host-input fuzzer, briefly (CAPI_FUZZ_SECS=300 … for a long run, see README).
@@ -380,7 +386,8 @@ fn wasmtime(sh: &Sh) -> (Outcome, Vec<String>) {
                 "test",
                 "-p",
                 "capi-wasmtime-tests",
-                "--release",
+                "--profile",
+                "wasmtime-tests",
                 "--test",
                 "fuzz_host",
                 "--",
