@@ -144,24 +144,8 @@ fn core(sh: &Sh) -> (Outcome, Vec<String>) {
 
     if setup::ensure_cargo_tool(sh, "fmt", "rustfmt") {
         s.step("fmt", || {
-            sh.run(sh.cargo().args([
-                "fmt",
-                "--check",
-                "-p",
-                "capi-core",
-                "-p",
-                "capi-cli",
-                "-p",
-                "xtask",
-                "-p",
-                "capi-proxy-wasm-filter",
-                "-p",
-                "capi-core-abi",
-                "-p",
-                "capi-wasmtime-tests",
-                "-p",
-                "capi-cf-worker",
-            ]))
+            // Every workspace member, wasm-only ones included (rustfmt needs no target).
+            sh.run(sh.cargo().args(["fmt", "--all", "--check"]))
         });
     } else {
         s.skip("fmt", "rustfmt is not installed and could not be added");
