@@ -627,40 +627,6 @@ async fn collect(
 // ---------------------------------------------------------------------------------------------
 // Proxy mode
 
-fn rule_reads_request_body(rule: &capi_core::config::Rule) -> bool {
-    let e = &rule.extract;
-    [
-        &e.order_id,
-        &e.value,
-        &e.currency,
-        &e.email,
-        &e.phone,
-        &e.guid,
-        &e.first_party_id,
-        &e.timestamp,
-        &e.user_agent,
-    ]
-    .iter()
-    .any(|s| s.as_ref().is_some_and(|s| s.reads_request_body()))
-}
-
-fn rule_reads_response_body(rule: &capi_core::config::Rule) -> bool {
-    let e = &rule.extract;
-    [
-        &e.order_id,
-        &e.value,
-        &e.currency,
-        &e.email,
-        &e.phone,
-        &e.guid,
-        &e.first_party_id,
-        &e.timestamp,
-        &e.user_agent,
-    ]
-    .iter()
-    .any(|s| s.as_ref().is_some_and(|s| s.reads_response_body()))
-}
-
 /// What proxy mode decided before forwarding.
 struct Prepared {
     method: String,
@@ -736,7 +702,7 @@ fn proxy_prepare(
 
     // The request body is read from a tee (Request.clone) only when a rule needs it.
     let request_copy = match rule {
-        Some(r) if rule_reads_request_body(r) && raw.body().is_some() => {
+        Some(r) if r.extract.reads_request_body() && raw.body().is_some() => {
             Some(raw.clone().map_err(js_err)?)
         }
         _ => None,
@@ -797,7 +763,7 @@ async fn proxy_finish(
         if rule.matcher.matches_response(status, ct.as_deref()) {
             count(|c| c.matched += 1);
             // The client gets the original; we read a tee of its body, after the fact.
-            let response_copy = if rule_reads_response_body(rule) {
+            let response_copy = if rule.extract.reads_response_body() {
                 Some(resp.clone().map_err(js_err)?)
             } else {
                 None
