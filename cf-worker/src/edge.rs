@@ -2,24 +2,11 @@
 //! the checks a collect request goes through before the core reads it. Everything here is a
 //! pure function so the host runs its tests.
 
-use capi_core::extract::{cookie, header, query_value};
+use capi_core::extract::{cookie, header};
 use capi_core::normalize;
 use serde_json::json;
 
 use crate::settings::{GUID_MAX_AGE_S, Settings};
-
-/// Click ids that ad platforms put on landing URLs, with the first-party cookie each is kept in.
-pub const CLICK_IDS: [(&str, &str); 6] = [
-    ("fbclid", "capi_fbclid"),
-    ("gclid", "capi_gclid"),
-    ("ttclid", "capi_ttclid"),
-    ("ScCid", "capi_sccid"),
-    ("epik", "capi_epik"),
-    ("rdt_cid", "capi_rdt_cid"),
-];
-
-/// Longest click id kept.
-pub const MAX_CLICK_ID_LEN: usize = 512;
 
 /// A `Set-Cookie` value: HttpOnly, Secure, SameSite=Lax, Path=/, with a Max-Age.
 pub fn set_cookie(name: &str, value: &str, max_age_s: u32, domain: Option<&str>) -> String {
@@ -30,69 +17,6 @@ pub fn set_cookie(name: &str, value: &str, max_age_s: u32, domain: Option<&str>)
         c.push_str(d);
     }
     c
-}
-
-/// A cookie-safe click id: printable ASCII without separators, not too long.
-fn clean_click_id(v: &str) -> Option<&str> {
-    let v = v.trim();
-    (!v.is_empty()
-        && v.len() <= MAX_CLICK_ID_LEN
-        && v.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_'
-                        | b'.'
-                        | b'~'
-                        | b'!'
-                        | b'*'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b':'
-                        | b'/'
-                        | b'+'
-                        | b'='
-                )
-        }))
-    .then_some(v)
-}
-
-/// Click ids on a landing URL (`path` with its query), as `(query name, cookie name, value)`.
-pub fn click_ids_in_query(path_and_query: &str) -> Vec<(&'static str, &'static str, String)> {
-    if !path_and_query.contains('?') {
-        return Vec::new();
-    }
-    CLICK_IDS
-        .iter()
-        .filter_map(|(q, c)| {
-            query_value(path_and_query, q)
-                .and_then(|v| clean_click_id(&v).map(|v| (*q, *c, v.to_owned())))
-        })
-        .collect()
-}
-
-/// Click ids kept in cookies (or arriving on this very URL), as `(query name, value)`.
-pub fn click_ids_known(
-    headers: &[(String, String)],
-    path_and_query: &str,
-) -> Vec<(&'static str, String)> {
-    let fresh = click_ids_in_query(path_and_query);
-    CLICK_IDS
-        .iter()
-        .filter_map(|(q, c)| {
-            fresh
-                .iter()
-                .find(|(fq, _, _)| fq == q)
-                .map(|(_, _, v)| v.clone())
-                .or_else(|| {
-                    cookie(headers, c)
-                        .and_then(clean_click_id)
-                        .map(str::to_owned)
-                })
-                .map(|v| (*q, v))
-        })
-        .collect()
 }
 
 /// The visitor's guid cookie when it holds a UUID (canonical form).
@@ -353,29 +277,6 @@ mod tests {
             format!("capi_guid={guid}; Max-Age=31536000; Path=/; HttpOnly; Secure; SameSite=Lax")
         );
         assert!(set_cookie("a", "b", 5, Some("example.com")).ends_with("; Domain=example.com"));
-    }
-
-    #[test]
-    fn click_ids_from_urls_and_cookies() {
-        let got = click_ids_in_query("/landing?utm=x&gclid=Cj0KCQ-abc_1&ScCid=sc%2D1&fbclid=");
-        assert_eq!(
-            got,
-            vec![
-                ("gclid", "capi_gclid", "Cj0KCQ-abc_1".to_owned()),
-                ("ScCid", "capi_sccid", "sc-1".to_owned())
-            ]
-        );
-        assert!(click_ids_in_query("/landing").is_empty());
-        assert!(
-            click_ids_in_query("/x?gclid=a%3Bb").is_empty(),
-            "a ; would break the cookie"
-        );
-        let headers = h(&[("cookie", "capi_guid=x; capi_fbclid=fb.1.2; capi_gclid=old")]);
-        let known = click_ids_known(&headers, "/x?gclid=new");
-        assert_eq!(
-            known,
-            vec![("fbclid", "fb.1.2".to_owned()), ("gclid", "new".to_owned())]
-        );
     }
 
     #[test]

@@ -603,7 +603,12 @@ async fn collect(
     }
     let guid = edge::guid_from_cookie(&headers, &settings.guid_cookie);
     let body = edge::with_cookie_guid(&body, guid.as_deref()).unwrap_or(body);
-    match collect_event(&config, &body, &headers, now) {
+    // The caller's address is the visitor's only when a browser sends the beacon (it carries
+    // an Origin); a backend posting for its visitor passes `client_ip` in the payload instead.
+    let peer_ip = origin
+        .as_ref()
+        .and_then(|_| header(&headers, "cf-connecting-ip"));
+    match collect_event(&config, &body, &headers, peer_ip, now) {
         Ok(x) => {
             count(|c| c.collected += 1);
             let event_id = x.event.event_id.clone();
@@ -664,7 +669,7 @@ fn proxy_prepare(
         .is_some_and(|c| consent::check(&c.consent, &headers).is_ok());
     let mut set_cookies: Vec<String> = Vec::new();
     if consent_ok {
-        let clicks = edge::click_ids_in_query(pq);
+        let clicks = capi_core::click_id::click_ids_in_query(pq);
         if edge::guid_from_cookie(&headers, &settings.guid_cookie).is_none()
             && (rule_idx.is_some() || !clicks.is_empty() || edge::is_navigation(&method, &headers))
         {
@@ -676,10 +681,10 @@ fn proxy_prepare(
                 format!("{}={guid}", settings.guid_cookie),
             ));
         }
-        for (_, name, value) in clicks {
+        for click in clicks {
             set_cookies.push(edge::set_cookie(
-                name,
-                &value,
+                click.name.cookie_name(),
+                &click.id,
                 settings.click_id_max_age_s,
                 settings.cookie_domain.as_deref(),
             ));
@@ -855,6 +860,7 @@ async fn observe(env: &Env, config: &Rc<PluginConfig>, job: Observed) {
         response_status: job.status,
         response_headers: &job.response_headers,
         response_body: response_body.as_deref(),
+        client_ip: header(&job.request_headers, "cf-connecting-ip"),
     };
     match extract_event(config, rule, &ex, now_ms()) {
         Ok(x) => {

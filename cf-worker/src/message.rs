@@ -73,7 +73,7 @@ mod tests {
 
     fn event() -> ConversionEvent {
         let c = PluginConfig::from_json(EXAMPLE_CONFIG.as_bytes()).unwrap();
-        capi_core::collect_event(&c, br#"{"conversion_type":"Purchase","order_id":"A-1","value":"12.50","email":"Jane.Doe@Example.com"}"#, &[], 1_700_000_000_000)
+        capi_core::collect_event(&c, br#"{"conversion_type":"Purchase","order_id":"A-1","value":"12.50","email":"Jane.Doe@Example.com"}"#, &[], None, 1_700_000_000_000)
             .unwrap()
             .event
     }

@@ -79,7 +79,7 @@ pub fn prepare(config_path: &str, event_path: &str, now: UnixMillis) -> Result<P
         .resolve_secrets(|name| std::env::var(name).ok())
         .map_err(|e| CliError(format!("config {config_path}: {e}")))?;
     let body = read_input(event_path, "event")?;
-    let extracted = collect_event(&config, &body, &[], now)
+    let extracted = collect_event(&config, &body, &[], None, now)
         .map_err(|e| CliError(format!("event {event_path}: {e}")))?;
     for s in &extracted.skipped {
         crate::util::log_line(&format!(

@@ -43,6 +43,7 @@ pub fn id_error_code(e: IdError) -> &'static str {
         IdError::NotAUuid => "not_a_uuid",
         IdError::TooLong => "too_long",
         IdError::ControlCharacter => "control_character",
+        IdError::NotAnIpAddress => "not_an_ip_address",
     }
 }
 
@@ -98,7 +99,7 @@ pub fn build_request(config: &[u8], input: &[u8], secrets: &[u8], now_ms: i64) -
             ]),
         );
     }
-    let extracted = match collect_event(&cfg, input, &[], now_ms) {
+    let extracted = match collect_event(&cfg, input, &[], None, now_ms) {
         Ok(x) => x,
         Err(e) => {
             return error(

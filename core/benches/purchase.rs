@@ -70,6 +70,7 @@ impl Fixture {
             response_status: 200,
             response_headers: &self.response_headers,
             response_body: Some(RESPONSE.as_bytes()),
+            client_ip: Some("203.0.113.7:51234"),
         }
     }
 
@@ -180,6 +181,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "\"Guid\"",
         "\"Chrome\"",
         "ORD-1001",
+        "\"client_ip_address\":\"203.0.113.7\"",
     ] {
         if !body.contains(want) {
             return Err(format!("request body lacks {want}: {body}").into());

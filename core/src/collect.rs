@@ -13,7 +13,7 @@ use crate::extract::{Exchange, ExtractError, Extracted, Source, extract_event};
 use crate::time::UnixMillis;
 
 /// The fields a collect payload may carry. Anything else is refused.
-pub const COLLECT_FIELDS: [&str; 11] = [
+pub const COLLECT_FIELDS: [&str; 12] = [
     "conversion_type",
     "order_id",
     "value",
@@ -25,6 +25,7 @@ pub const COLLECT_FIELDS: [&str; 11] = [
     "first_party_id",
     "timestamp",
     "user_agent",
+    "client_ip",
 ];
 
 fn field_err(field: &'static str, reason: &str) -> ExtractError {
@@ -37,11 +38,15 @@ fn field_err(field: &'static str, reason: &str) -> ExtractError {
 /// Builds the event for a collect payload such as
 /// `{"conversion_type":"Purchase","order_id":"A-1","value":"12.50","currency":"eur","email":"a@b.co"}`.
 /// `value_minor` (integer minor units) may stand instead of `value`. When the payload has no
-/// `user_agent`, the request's `user-agent` header (from `request_headers`) is used.
+/// `user_agent`, the request's `user-agent` header (from `request_headers`) is used. The
+/// client's IP address is the payload's `client_ip` when given (a backend knows its visitor's),
+/// else `peer_ip`, which an adapter passes only when the caller is the visitor's browser.
+/// Click ids come from the request's `capi_<name>` cookies (a browser beacon carries them).
 pub fn collect_event(
     config: &PluginConfig,
     body: &[u8],
     request_headers: &[(String, String)],
+    peer_ip: Option<&str>,
     now: UnixMillis,
 ) -> Result<Extracted, ExtractError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| field_err("body", "not valid JSON"))?;
@@ -94,6 +99,16 @@ pub fn collect_event(
             src("user_agent").unwrap_or_else(|| Source::Header("user-agent".to_owned())),
         ),
     };
+    let client_ip = match obj.get("client_ip") {
+        None | Some(Value::Null) => peer_ip,
+        Some(Value::String(s)) => {
+            if crate::click_id::normalize_ip(s).is_none() {
+                return Err(field_err("client_ip", "expected an IPv4 or IPv6 address"));
+            }
+            Some(s.as_str())
+        }
+        Some(_) => return Err(field_err("client_ip", "expected a string")),
+    };
     let rule = Rule {
         name: "collect".to_owned(),
         conversion_type,
@@ -111,6 +126,7 @@ pub fn collect_event(
         request_headers,
         request_body: Some(body),
         response_status: 200,
+        client_ip,
         ..Exchange::default()
     };
     extract_event(config, &rule, &ex, now)

@@ -189,6 +189,22 @@ pub struct Identifiers {
     pub default_calling_code: String,
     pub phone_as: PhoneAs,
     pub first_party_id_max_len: usize,
+    /// Send the ad click ids (gclid, fbclid, …) a request carries on its URL or in the
+    /// `capi_<name>` first-party cookies.
+    pub click_ids: bool,
+    pub client_ip: ClientIp,
+}
+
+/// Where the client's IP address comes from, if it is sent at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientIp {
+    /// Not sent.
+    Off,
+    /// The address the adapter knows: Envoy's downstream peer, Cloudflare's CF-Connecting-IP.
+    Peer,
+    /// The first address in this request header (lower-case name), e.g. `x-forwarded-for`
+    /// behind a load balancer that sets it.
+    Header(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -742,8 +758,31 @@ fn parse_identifiers(o: Option<&mut Obj<'_>>) -> Result<Identifiers, ConfigError
         default_calling_code: "1".to_owned(),
         phone_as: PhoneAs::Hashed,
         first_party_id_max_len: 128,
+        click_ids: true,
+        client_ip: ClientIp::Peer,
     };
     if let Some(o) = o {
+        out.click_ids = o.bool_opt("click_ids")?.unwrap_or(true);
+        out.client_ip = match o.str_opt("client_ip")? {
+            None | Some("peer") => ClientIp::Peer,
+            Some("off") => ClientIp::Off,
+            Some(h) => match h.strip_prefix("header:") {
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    ClientIp::Header(name.to_ascii_lowercase())
+                }
+                _ => {
+                    return Err(cerr(
+                        &o.child("client_ip"),
+                        "expected \"peer\", \"off\" or \"header:<name>\"",
+                    ));
+                }
+            },
+        };
         if let Some(cc) = o.str_opt("default_calling_code")? {
             let cc = cc.trim_start_matches('+');
             if cc.is_empty()

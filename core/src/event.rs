@@ -10,6 +10,7 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::click_id::{ClickId, ClickIdName, clean_click_id, normalize_ip};
 use crate::normalize;
 use crate::time::{UnixMillis, format_iso8601, parse_iso8601};
 use crate::user_agent::UserAgent;
@@ -174,6 +175,14 @@ pub struct ConversionEvent {
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// Ad click ids (gclid, fbclid, …) seen on the visitor's landing; an extension of the seed
+    /// payload, sent only when known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub click_ids: Vec<ClickId>,
+    /// The client's IP address (canonical text); an extension of the seed payload for
+    /// matching, sent only when known and configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_address: Option<String>,
 }
 
 /// Why an event (or an event payload) is not acceptable, naming the field.
@@ -234,6 +243,25 @@ impl ConversionEvent {
             return Err(err(
                 "order_id",
                 "must be a non-empty string of at most 256 bytes",
+            ));
+        }
+        for (i, c) in self.click_ids.iter().enumerate() {
+            if clean_click_id(&c.id) != Some(c.id.as_str()) {
+                return Err(err(
+                    &format!("click_ids[{i}].id"),
+                    "expected printable ASCII without separators, at most 512 bytes",
+                ));
+            }
+            if self.click_ids[..i].iter().any(|o| o.name == c.name) {
+                return Err(err(&format!("click_ids[{i}].name"), "repeated"));
+            }
+        }
+        if let Some(ip) = &self.client_ip_address
+            && normalize_ip(ip).as_deref() != Some(ip.as_str())
+        {
+            return Err(err(
+                "client_ip_address",
+                "expected an IPv4 or IPv6 address in canonical form",
             ));
         }
         Ok(())
@@ -306,7 +334,7 @@ enum Kind {
 }
 
 /// The seed fields: name, JSON type, required.
-const FIELDS: [(&str, Kind, bool); 10] = [
+const FIELDS: [(&str, Kind, bool); 12] = [
     ("advertiser_id", Kind::Uint, true),
     ("data_source_key", Kind::Str, true),
     ("conversion_type", Kind::Str, true),
@@ -317,6 +345,8 @@ const FIELDS: [(&str, Kind, bool); 10] = [
     ("value", Kind::Number, false),
     ("currency", Kind::Str, true),
     ("order_id", Kind::Str, false),
+    ("click_ids", Kind::Array, false),
+    ("client_ip_address", Kind::Str, false),
 ];
 
 fn fits(kind: Kind, v: &Value) -> bool {
@@ -383,6 +413,35 @@ fn check_shape(v: &Value) -> Result<(), EventError> {
                         "expected Guid, HashedEmail, Phone, HashedPhone or FirstPartyId",
                     ));
                 }
+            }
+        }
+    }
+    if let Some(Value::Array(clicks)) = obj.get("click_ids") {
+        for (i, c) in clicks.iter().enumerate() {
+            let o = c.as_object().ok_or_else(|| {
+                err(
+                    &format!("click_ids[{i}]"),
+                    "expected an object with id and name",
+                )
+            })?;
+            if let Some(k) = o.keys().find(|k| *k != "id" && *k != "name") {
+                return Err(err(
+                    &format!("click_ids[{i}].{}", shown_key(k)),
+                    "unknown field",
+                ));
+            }
+            if !matches!(o.get("id"), Some(Value::String(_))) {
+                return Err(err(&format!("click_ids[{i}].id"), "expected a string"));
+            }
+            let known = o
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| ClickIdName::ALL.iter().any(|c| c.as_str() == n));
+            if !known {
+                return Err(err(
+                    &format!("click_ids[{i}].name"),
+                    "expected fbclid, gclid, ttclid, ScCid, epik or rdt_cid",
+                ));
             }
         }
     }

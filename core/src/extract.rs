@@ -7,13 +7,13 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::config::{Extract, PhoneAs, PluginConfig, Rule, ValueUnit};
+use crate::config::{ClientIp, Extract, PhoneAs, PluginConfig, Rule, ValueUnit};
 use crate::event::{ConversionEvent, IdName, Identifier, Timestamp};
 use crate::json_select::{self, Scalar};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
 use crate::user_agent::parse_user_agent;
-use crate::{currency, event_id};
+use crate::{click_id, currency, event_id};
 
 /// Where one field's value is read from, written `kind:key` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,9 @@ pub struct Exchange<'a> {
     pub response_status: u16,
     pub response_headers: &'a [(String, String)],
     pub response_body: Option<&'a [u8]>,
+    /// The client's address as the adapter knows it (Envoy: the downstream peer; a Worker:
+    /// CF-Connecting-IP), used when `identifiers.client_ip` is `"peer"`.
+    pub client_ip: Option<&'a str>,
 }
 
 /// Looks up a header by lower-case name.
@@ -503,6 +506,30 @@ pub fn extract_event(
         .text(&Some(ua_source), "user_agent")?
         .map(|raw| parse_user_agent(&raw));
 
+    let click_ids = if ids_cfg.click_ids {
+        click_id::click_ids_of_request(ex.request_headers, ex.path)
+    } else {
+        Vec::new()
+    };
+    let raw_ip = match &ids_cfg.client_ip {
+        ClientIp::Off => None,
+        ClientIp::Peer => ex.client_ip,
+        ClientIp::Header(name) => header(ex.request_headers, name),
+    };
+    let client_ip_address = match raw_ip {
+        None => None,
+        Some(raw) => {
+            let ip = click_id::normalize_ip(raw);
+            if ip.is_none() {
+                skipped.push(SkippedId {
+                    field: "client_ip",
+                    reason: IdError::NotAnIpAddress,
+                });
+            }
+            ip
+        }
+    };
+
     let conversion_type = rule.conversion_type.clone();
     let advertiser_id = config.destination.advertiser_id;
     let event_id = event_id::derive(
@@ -523,6 +550,8 @@ pub fn extract_event(
         value,
         currency,
         order_id,
+        click_ids,
+        client_ip_address,
     };
     Ok(Extracted { event, skipped })
 }

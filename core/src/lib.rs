@@ -16,6 +16,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod click_id;
 pub mod collect;
 pub mod config;
 pub mod consent;

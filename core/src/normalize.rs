@@ -22,6 +22,7 @@ pub enum IdError {
     NotAUuid,
     TooLong,
     ControlCharacter,
+    NotAnIpAddress,
 }
 
 impl IdError {
@@ -33,6 +34,7 @@ impl IdError {
             Self::NotAUuid => "not a UUID",
             Self::TooLong => "too long",
             Self::ControlCharacter => "contains control characters",
+            Self::NotAnIpAddress => "not an IP address",
         }
     }
 }

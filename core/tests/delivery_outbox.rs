@@ -11,7 +11,9 @@ fn event(order: &str) -> ConversionEvent {
     let body = format!(
         r#"{{"conversion_type":"Purchase","order_id":"{order}","value":1,"email":"a@b.co"}}"#
     );
-    collect_event(&c, body.as_bytes(), &[], 0).unwrap().event
+    collect_event(&c, body.as_bytes(), &[], None, 0)
+        .unwrap()
+        .event
 }
 
 fn cfg(queue: usize, max_events: usize, max_wait_ms: i64) -> OutboxConfig {

@@ -16,7 +16,7 @@ fn purchase() -> (PluginConfig, ConversionEvent) {
     let body = format!(
         r#"{{"conversion_type":"Purchase","order_id":"ORD-1001","value":"49.90","currency":"eur","email":"Jane.Doe@Example.com","phone":"+1 415 555 2671","guid":"85b04ded-09dd-4015-ad30-581e45452dd9","user_agent":"{UA}"}}"#
     );
-    let e = collect_event(&c, body.as_bytes(), &[], 1_795_686_120_000)
+    let e = collect_event(&c, body.as_bytes(), &[], None, 1_795_686_120_000)
         .unwrap()
         .event;
     (c, e)

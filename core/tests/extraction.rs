@@ -290,7 +290,9 @@ fn collect_payloads_use_the_same_rules() {
     let c = config();
     let req = headers(&[("user-agent", UA)]);
     let body = json!({"conversion_type": "Purchase", "order_id": "ORD-1001", "value_minor": 4990, "currency": "eur", "email": "JANE.DOE@example.com"}).to_string();
-    let e = collect_event(&c, body.as_bytes(), &req, NOW).unwrap().event;
+    let e = collect_event(&c, body.as_bytes(), &req, None, NOW)
+        .unwrap()
+        .event;
     assert_eq!(e.value, Some(49.9));
     assert_eq!(
         e.event_id, "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b",
@@ -321,7 +323,7 @@ fn collect_payloads_use_the_same_rules() {
         ),
         (json!([1]), "body: expected a JSON object"),
     ] {
-        let e = collect_event(&c, body.to_string().as_bytes(), &req, NOW)
+        let e = collect_event(&c, body.to_string().as_bytes(), &req, None, NOW)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with(want), "got {e:?} want {want:?}");
@@ -349,5 +351,156 @@ fn consent_gpc_and_cookie() {
             &headers(&[("cookie", "capi_consent=granted"), ("sec-gpc", "0")])
         ),
         Ok(())
+    );
+}
+
+/// The example config with its `identifiers` section replaced.
+fn config_with_identifiers(identifiers: serde_json::Value) -> PluginConfig {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE_CONFIG).unwrap();
+    v["identifiers"] = identifiers;
+    PluginConfig::from_json(v.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn click_ids_and_client_ip_come_from_cookies_url_and_peer() {
+    let req = headers(&[
+        ("user-agent", UA),
+        (
+            "cookie",
+            "capi_guid=85b04ded-09dd-4015-ad30-581e45452dd9; capi_gclid=old-gclid; capi_fbclid=fb.1.1700000000.AbC; capi_ttclid=bad;x",
+        ),
+        ("x-forwarded-for", "198.51.100.23, 10.0.0.1"),
+    ]);
+    let body = checkout_body(json!(10), "usd");
+    let path = "/api/checkout?gclid=new-gclid";
+    let ex = Exchange {
+        method: "POST",
+        host: "shop.example.com",
+        path,
+        request_headers: &req,
+        response_status: 200,
+        response_body: Some(&body),
+        client_ip: Some("[2001:DB8::7]:41000"),
+        ..Exchange::default()
+    };
+    let c = config();
+    let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap().event;
+    let clicks: Vec<(&str, &str)> = e
+        .click_ids
+        .iter()
+        .map(|c| (c.name.as_str(), c.id.as_str()))
+        .collect();
+    assert_eq!(
+        clicks,
+        [
+            ("fbclid", "fb.1.1700000000.AbC"),
+            ("gclid", "new-gclid"),
+            ("ttclid", "bad")
+        ]
+    );
+    assert_eq!(e.client_ip_address.as_deref(), Some("2001:db8::7"));
+    // The JSON carries both after order_id, and parses back to the same event.
+    let json = String::from_utf8(e.to_json()).unwrap();
+    assert!(
+        json.contains(r#""order_id":"ORD-1001","click_ids":[{"id":"fb.1.1700000000.AbC","name":"fbclid"},{"id":"new-gclid","name":"gclid"},{"id":"bad","name":"ttclid"}],"client_ip_address":"2001:db8::7"}"#),
+        "{json}"
+    );
+    assert_eq!(
+        capi_core::ConversionEvent::from_json(json.as_bytes()).unwrap(),
+        e
+    );
+
+    // From a header instead of the peer; click ids switched off.
+    let c =
+        config_with_identifiers(json!({"click_ids": false, "client_ip": "header:X-Forwarded-For"}));
+    let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap().event;
+    assert!(e.click_ids.is_empty());
+    assert_eq!(e.client_ip_address.as_deref(), Some("198.51.100.23"));
+    assert!(
+        !String::from_utf8(e.to_json())
+            .unwrap()
+            .contains("click_ids")
+    );
+
+    // Off: no address at all, not even from the peer.
+    let c = config_with_identifiers(json!({"client_ip": "off"}));
+    let e = extract_event(&c, &c.rules[0], &ex, NOW).unwrap().event;
+    assert_eq!(e.client_ip_address, None);
+    assert!(
+        !String::from_utf8(e.to_json())
+            .unwrap()
+            .contains("client_ip")
+    );
+
+    // A peer that is not an address is left out and reported.
+    let bad = Exchange {
+        client_ip: Some("unix:/run/envoy.sock"),
+        ..ex
+    };
+    let c = config();
+    let x = extract_event(&c, &c.rules[0], &bad, NOW).unwrap();
+    assert_eq!(x.event.client_ip_address, None);
+    assert!(x.skipped.iter().any(|s| s.field == "client_ip"));
+}
+
+#[test]
+fn client_ip_config_and_payload_errors_name_the_field() {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE_CONFIG).unwrap();
+    v["identifiers"]["client_ip"] = json!("header:");
+    let e = PluginConfig::from_json(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.path, "identifiers.client_ip");
+    v["identifiers"]["client_ip"] = json!(true);
+    assert_eq!(
+        PluginConfig::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .path,
+        "identifiers.client_ip"
+    );
+
+    // The collect payload may carry the visitor's address; a bad one is an error, not dropped.
+    let c = config();
+    let body = br#"{"conversion_type":"Lead","email":"a@b.co","client_ip":"203.0.113.9"}"#;
+    let e = collect_event(&c, body, &[], Some("192.0.2.1"), NOW)
+        .unwrap()
+        .event;
+    assert_eq!(e.client_ip_address.as_deref(), Some("203.0.113.9"));
+    let body = br#"{"conversion_type":"Lead","email":"a@b.co"}"#;
+    let e = collect_event(&c, body, &[], Some("192.0.2.1"), NOW)
+        .unwrap()
+        .event;
+    assert_eq!(e.client_ip_address.as_deref(), Some("192.0.2.1"));
+    let body = br#"{"conversion_type":"Lead","email":"a@b.co","client_ip":"jane@example.com"}"#;
+    let err = collect_event(&c, body, &[], None, NOW).unwrap_err();
+    assert_eq!(err.field, "client_ip");
+    assert!(!err.reason.contains("jane"));
+
+    // An event payload with a bad click id or address is refused with the field named.
+    let good = collect_event(
+        &c,
+        br#"{"conversion_type":"Lead","email":"a@b.co"}"#,
+        &[],
+        None,
+        NOW,
+    )
+    .unwrap()
+    .event;
+    let mut v: serde_json::Value = serde_json::from_slice(&good.to_json()).unwrap();
+    v["click_ids"] = json!([{"id": "x", "name": "msclkid"}]);
+    let err = capi_core::ConversionEvent::from_value(&v).unwrap_err();
+    assert_eq!(err.field, "click_ids[0].name");
+    v["click_ids"] = json!([{"id": "a;b", "name": "gclid"}]);
+    assert_eq!(
+        capi_core::ConversionEvent::from_value(&v)
+            .unwrap_err()
+            .field,
+        "click_ids[0].id"
+    );
+    v["click_ids"] = json!([]);
+    v["client_ip_address"] = json!("10.0.0.01");
+    assert_eq!(
+        capi_core::ConversionEvent::from_value(&v)
+            .unwrap_err()
+            .field,
+        "client_ip_address"
     );
 }

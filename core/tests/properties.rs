@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use capi_core::click_id::{ClickId, ClickIdName};
 use capi_core::config::EXAMPLE_CONFIG;
 use capi_core::event::{ConversionType, IdName, Identifier, Timestamp};
 use capi_core::normalize::{
@@ -56,30 +57,46 @@ fn event_strategy() -> impl Strategy<Value = ConversionEvent> {
         ]),
         prop::sample::select(vec!["USD", "EUR", "JPY", "KWD", "GBP"]),
         proptest::option::of("[A-Za-z0-9-]{1,30}"),
+        prop::sample::subsequence(ClickIdName::ALL.to_vec(), 0..3),
+        "[A-Za-z0-9._~=+-]{1,40}",
+        proptest::option::of(prop_oneof![
+            any::<[u8; 4]>().prop_map(|b| std::net::IpAddr::from(b).to_string()),
+            any::<[u16; 8]>().prop_map(|b| std::net::IpAddr::from(b).to_string()),
+        ]),
     )
-        .prop_map(|(adv, dsk, ct, ids, ua, ts, value, cur, order)| {
-            let conversion_type = match ct {
-                ConversionType::Custom(s) if ConversionType::parse(&s).is_none() => {
-                    ConversionType::Lead
+        .prop_map(
+            |(adv, dsk, ct, ids, ua, ts, value, cur, order, clicks, click, ip)| {
+                let conversion_type = match ct {
+                    ConversionType::Custom(s) if ConversionType::parse(&s).is_none() => {
+                        ConversionType::Lead
+                    }
+                    ConversionType::Custom(s) => {
+                        ConversionType::parse(&s).unwrap_or(ConversionType::Lead)
+                    }
+                    other => other,
+                };
+                ConversionEvent {
+                    advertiser_id: adv,
+                    data_source_key: dsk,
+                    conversion_type,
+                    event_id: sha256_hex(&ts.to_le_bytes()),
+                    ids,
+                    user_agent: ua.map(|u| parse_user_agent(&u)),
+                    timestamp: Timestamp(ts),
+                    value,
+                    currency: cur.to_string(),
+                    order_id: order,
+                    click_ids: clicks
+                        .into_iter()
+                        .map(|name| ClickId {
+                            id: click.clone(),
+                            name,
+                        })
+                        .collect(),
+                    client_ip_address: ip,
                 }
-                ConversionType::Custom(s) => {
-                    ConversionType::parse(&s).unwrap_or(ConversionType::Lead)
-                }
-                other => other,
-            };
-            ConversionEvent {
-                advertiser_id: adv,
-                data_source_key: dsk,
-                conversion_type,
-                event_id: sha256_hex(&ts.to_le_bytes()),
-                ids,
-                user_agent: ua.map(|u| parse_user_agent(&u)),
-                timestamp: Timestamp(ts),
-                value,
-                currency: cur.to_string(),
-                order_id: order,
-            }
-        })
+            },
+        )
 }
 
 proptest! {
@@ -127,10 +144,10 @@ proptest! {
         let c = PluginConfig::from_json(EXAMPLE_CONFIG.as_bytes()).unwrap();
         let headers = vec![("cookie".to_string(), cookie), ("user-agent".to_string(), ua)];
         for rule in &c.rules {
-            let ex = Exchange { method: "POST", host: "h", path: &path, request_headers: &headers, request_body: Some(&req), response_status: 200, response_headers: &[], response_body: Some(&body) };
+            let ex = Exchange { method: "POST", host: "h", path: &path, request_headers: &headers, request_body: Some(&req), response_status: 200, response_headers: &[], response_body: Some(&body), client_ip: Some(&path) };
             let _ = extract_event(&c, rule, &ex, 0);
         }
-        let _ = collect_event(&c, &body, &headers, 0);
+        let _ = collect_event(&c, &body, &headers, None, 0);
         let _ = PluginConfig::from_json(&body);
         let _ = ConversionEvent::from_json(&body);
     }

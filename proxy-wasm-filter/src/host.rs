@@ -64,6 +64,14 @@ pub fn headers(map: MapType, keep: impl Fn(&str) -> bool) -> Vec<(String, String
     }
 }
 
+/// A host property such as `["source", "address"]`, lossily decoded.
+pub fn property(path: &[&str]) -> Option<String> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
+        _ => None,
+    }
+}
+
 /// Bytes `[start, start + max)` of a buffer.
 pub fn buffer(which: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(which, start, max).ok().flatten()

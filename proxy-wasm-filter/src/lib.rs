@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use capi_core::config::Rule;
+use capi_core::config::{ClientIp, Rule};
 use capi_core::consent;
 use capi_core::delivery::DeliveryPlan;
 use capi_core::extract::Source;
@@ -66,7 +66,7 @@ struct RuleNeeds {
 }
 
 impl RuleNeeds {
-    fn of(rule: &Rule) -> Self {
+    fn of(rule: &Rule, client_ip: &ClientIp) -> Self {
         // Consent reads sec-gpc and the cookie; the default user agent source is user-agent.
         let mut request_headers: Vec<String> = [
             "user-agent",
@@ -78,6 +78,9 @@ impl RuleNeeds {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        if let ClientIp::Header(n) = client_ip {
+            request_headers.push(n.clone());
+        }
         let mut response_headers = Vec::new();
         for s in rule.extract.sources() {
             match s {
@@ -246,7 +249,11 @@ impl Root {
         config
             .resolve_secrets(|name| std::env::var(name).ok())
             .map_err(|e| e.to_string())?;
-        let needs: Rc<[RuleNeeds]> = config.rules.iter().map(RuleNeeds::of).collect();
+        let needs: Rc<[RuleNeeds]> = config
+            .rules
+            .iter()
+            .map(|r| RuleNeeds::of(r, &config.identifiers.client_ip))
+            .collect();
         let outbox = Outbox::new(OutboxConfig::from_plugin(&config));
         let rng = host::now_nanos() ^ u64::from(self.context_id).rotate_left(32);
         Ok(Active {
@@ -527,6 +534,8 @@ struct Track {
     host: String,
     path: String,
     request_headers: Vec<(String, String)>,
+    /// The downstream peer's address (`ip:port`), when the configuration sends the client IP.
+    peer_address: Option<String>,
     /// Some while the rule reads the request body.
     request_body: Option<Vec<u8>>,
     request_encoding: Encoding,
@@ -641,6 +650,10 @@ impl Http {
                 }
             }
         }
+        let peer_address = match config.identifiers.client_ip {
+            ClientIp::Peer => host::property(&["source", "address"]),
+            _ => None,
+        };
         self.track = Some(Box::new(Track {
             config,
             needs,
@@ -649,6 +662,7 @@ impl Http {
             host: authority,
             path,
             request_headers,
+            peer_address,
             request_body: reads_request_body.then(Vec::new),
             request_encoding,
             request_complete: end_of_stream,
@@ -758,6 +772,7 @@ impl Http {
             response_status: t.status,
             response_headers: &t.response_headers,
             response_body: response_body.as_deref(),
+            client_ip: t.peer_address.as_deref(),
         };
         let now = host::now_ms();
         let extracted = match extract_event(&t.config, rule, &ex, now) {

@@ -100,6 +100,7 @@ fn filter_path(c: &mut Criterion) {
                 response_status: 200,
                 response_headers: &[],
                 response_body: Some(&body),
+                client_ip: None,
             };
             let x = capi_core::extract_event(&config, &config.rules[rule], &cex, now).unwrap();
             outbox.push(x.event, now).unwrap();

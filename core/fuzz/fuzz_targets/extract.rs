@@ -48,6 +48,12 @@ fuzz_target!(|data: &[u8]| {
     let path = text(parts.next());
     let cookie = text(parts.next());
     let ua = text(parts.next());
+    // The peer address is arbitrary text too (a selector byte picks a plausible one).
+    let peer = match selector.get(2) {
+        Some(b'4') => "203.0.113.7:443".to_owned(),
+        Some(b'6') => "[2001:db8::1]:443".to_owned(),
+        _ => ua.clone(),
+    };
     let request_body = parts.next().unwrap_or_default();
     let response_body = parts.next().unwrap_or_default();
 
@@ -60,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if selector.first() == Some(&b'c') {
-        if let Ok(out) = collect_event(config, request_body, &headers, NOW) {
+        if let Ok(out) = collect_event(config, request_body, &headers, Some(&peer), NOW) {
             check(config, out);
         }
         return;
@@ -89,6 +95,7 @@ fuzz_target!(|data: &[u8]| {
         response_status: status,
         response_headers: &response_headers,
         response_body: Some(response_body),
+        client_ip: Some(&peer),
     };
     if let Ok(out) = extract_event(config, rule, &ex, NOW) {
         check(config, out);

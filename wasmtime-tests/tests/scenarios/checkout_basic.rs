@@ -64,6 +64,7 @@ fn one_checkout_is_delivered_with_the_core_bytes() {
         response_status: 200,
         response_headers: &[],
         response_body: Some(&ex.response_body),
+        client_ip: None,
     };
     let x = capi_core::extract_event(&c, &c.rules[0], &core_ex, t0).unwrap();
     let native = capi_core::build_request(&c, &[x.event], t0).unwrap();

@@ -324,7 +324,7 @@ fn build_request_matches_native_byte_for_byte() {
             let s: Value = serde_json::from_slice(sec).unwrap();
             c.resolve_secrets(|n| s.get(n).and_then(Value::as_str).map(str::to_owned))
                 .unwrap();
-            let x = capi_core::collect_event(&c, &input, &[], now).unwrap();
+            let x = capi_core::collect_event(&c, &input, &[], None, now).unwrap();
             let req = capi_core::build_request(&c, std::slice::from_ref(&x.event), now).unwrap();
             assert_eq!(
                 r["request"]["body"].as_str().unwrap().as_bytes(),
