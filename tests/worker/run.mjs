@@ -222,6 +222,8 @@ test('proxy: checkout passes through unchanged, conversion built from the respon
   eq([ev.conversion_type, ev.order_id, ev.value, ev.currency], ['Purchase', order, 120.5, 'USD'], 'fields from the response');
   eq(ids(ev), { HashedEmail: sha256hex('lead.person@example.org'), HashedPhone: PHONE_HASH, Guid: ours[0].value, FirstPartyId: 'cust_42' }, 'ids (the new guid included)');
   eq([ev.user_agent.os_name, ev.user_agent.device_type], ['iOS', 'mobile'], 'user agent');
+  eq(ev.client_ip_address, '203.0.113.9', 'client IP from CF-Connecting-IP');
+  eq(ev.click_ids, undefined, 'no click ids without a landing');
 });
 
 test('proxy: bodies, redirects and non-matching paths are untouched; no event', async () => {
@@ -339,6 +341,34 @@ test('identifiers: landing click ids are kept in first-party cookies with the ri
   }
   const again = await request('GET', `${worker}/landing`, { headers: { accept: 'text/html', cookie: `capi_guid=${cookies.capi_guid.value}` } });
   eq(again.all('set-cookie').length, 0, 'a returning visitor gets no new cookie');
+
+  // The visitor converts later: the kept click ids travel with the conversion, in a fixed order.
+  const order = `C-${uid()}`;
+  const jar = Object.values(cookies).map((c) => `${c.name}=${c.value}`).join('; ');
+  const buy = await request('POST', `${worker}/api/checkout`, { body: JSON.stringify({ order_id: order, total: 5, currency: 'usd', email: 'clicker@example.com' }), headers: { 'content-type': 'application/json', cookie: jar, 'cf-connecting-ip': '2001:DB8::42' } });
+  eq(buy.status, 201, 'checkout status');
+  const ev = await arrivesOnce(sha256hex(`777|Purchase|${order}`));
+  eq(ev.click_ids, [
+    { id: 'IwAR.fb-2', name: 'fbclid' }, { id: 'Cj0KCQ-test_1', name: 'gclid' }, { id: 'tt3', name: 'ttclid' },
+    { id: 'sc4', name: 'ScCid' }, { id: 'ep5', name: 'epik' }, { id: 'rd6', name: 'rdt_cid' },
+  ], 'click ids from the first-party cookies');
+  eq(ev.client_ip_address, '2001:db8::42', 'IPv6 client address, canonical');
+  eq(ids(ev).Guid, cookies.capi_guid.value, 'guid from the landing');
+
+  // A browser beacon in collect mode: the caller is the visitor (Origin), so its address counts.
+  const beacon = await request('POST', `${worker}/collect`, { body: JSON.stringify({ conversion_type: 'Lead', email: 'beacon@example.com', order_id: `B-${uid()}` }), headers: { origin: ALLOWED, 'content-type': 'text/plain;charset=UTF-8', cookie: jar, 'cf-connecting-ip': '198.51.100.7' } });
+  eq(beacon.status, 202, 'beacon accepted');
+  const bev = await arrivesOnce(beacon.json().event_id);
+  eq([bev.client_ip_address, bev.click_ids.length], ['198.51.100.7', 6], 'beacon: peer address and click ids');
+  // A signed backend call: its own address is not the visitor's; the payload may name it.
+  const backend = await collect({ conversion_type: 'Lead', email: 'backend@example.com', order_id: `S-${uid()}` }, { headers: { 'cf-connecting-ip': '192.0.2.50' } });
+  eq(backend.status, 202, 'backend call accepted');
+  eq((await arrivesOnce(backend.json().event_id)).client_ip_address, undefined, 'no backend address');
+  const named = await collect({ conversion_type: 'Lead', email: 'backend@example.com', order_id: `S-${uid()}`, client_ip: '192.0.2.99' }, { headers: { 'cf-connecting-ip': '192.0.2.50' } });
+  eq((await arrivesOnce(named.json().event_id)).client_ip_address, '192.0.2.99', 'address from the payload');
+  const bad = await collect({ conversion_type: 'Lead', email: 'backend@example.com', client_ip: 'nobody@example.com' });
+  expectError(bad, 400, 'client_ip', 'IPv4 or IPv6');
+  assert(!bad.text().includes('nobody'), 'the bad value is not echoed');
 });
 
 test('deploy: wrangler deploy --dry-run bundles offline; bundle size reported', async () => {
