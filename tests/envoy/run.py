@@ -463,6 +463,7 @@ def expect_checkout_event(ev: dict, order_id: str) -> None:
     ua = ev.get("user_agent") or {}
     check(ua.get("browser_name") == "Safari" and ua.get("os_name") == "macOS", f"user_agent {ua}")
     check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", ev["timestamp"]) is not None, f"timestamp {ev['timestamp']}")
+    check(ev.get("client_ip_address") == "127.0.0.1", f"client_ip_address (downstream peer) {ev.get('client_ip_address')}")
 
 
 def test_checkout_one_event(c: Ctx) -> None:
@@ -482,6 +483,23 @@ def test_checkout_one_event(c: Ctx) -> None:
     for k, n in {"matched": 1, "events": 1, "sent": 1, "delivered": 1, "requests": 1}.items():
         check(after[k] - before.get(k, 0) == n, f"counter {k}: {before.get(k)} -> {after[k]}")
     check(after["queue_depth"] == 0, f"queue_depth {after['queue_depth']}")
+
+
+def test_click_ids_and_client_ip(c: Ctx) -> None:
+    """Click ids from the URL and the first-party cookies, and the peer address, reach the sink."""
+    c.sink.reset()
+    oid = c.order_id("click")
+    r = c.checkout(oid, query="?fbclid=fb.1.1700000000.AbC&utm_source=x",
+                   headers={"cookie": f"capi_guid={GUID}; capi_gclid=Cj0KCQ-g1; capi_epik=bad;x; capi_fbclid=old"})
+    check(r.code == 0 and r.status == 200, f"checkout answered {r.status} ({r.err})")
+    ev = c.await_event(oid, timeout=5)
+    want = [{"id": "fb.1.1700000000.AbC", "name": "fbclid"}, {"id": "Cj0KCQ-g1", "name": "gclid"},
+            {"id": "bad", "name": "epik"}]
+    check(ev.get("click_ids") == want, f"click_ids {ev.get('click_ids')}")
+    check(ev.get("client_ip_address") == "127.0.0.1", f"client_ip_address {ev.get('client_ip_address')}")
+    oid = c.order_id("noclick")
+    c.checkout(oid)
+    check("click_ids" not in c.await_event(oid, timeout=5), "no click_ids without a click")
 
 
 def test_latency_single_event(c: Ctx) -> None:
@@ -816,6 +834,7 @@ def test_no_secrets_in_logs_or_stats(c: Ctx) -> None:
 
 TESTS = [
     test_checkout_one_event,
+    test_click_ids_and_client_ip,
     test_latency_single_event,
     test_other_paths_none,
     test_register_and_lead,
