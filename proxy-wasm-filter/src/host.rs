@@ -92,3 +92,61 @@ pub fn increment_metric(id: Option<u32>, by: i64) {
         let _ = hostcalls::increment_metric(id, by);
     }
 }
+
+// Envoy's shared data, through the raw ABI: the SDK's wrappers panic (a VM trap) on any status
+// they do not expect, and its import returns a Rust enum that an unknown status would make UB.
+mod abi {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        pub fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+    }
+}
+
+const STATUS_OK: u32 = 0;
+
+/// Envoy's shared data as the dedup table sees it.
+pub struct SharedData;
+
+impl crate::shared_dedup::SharedStore for SharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the host writes a buffer it allocated through our `proxy_on_memory_allocate`
+        // (the SDK's, a Vec<u8> of exactly `size` bytes), which we take ownership of.
+        unsafe {
+            let status =
+                abi::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas);
+            if status != STATUS_OK {
+                return None;
+            }
+            let value = if data.is_null() {
+                Vec::new()
+            } else {
+                Vec::from_raw_parts(data, size, size)
+            };
+            Some((value, cas))
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> bool {
+        // SAFETY: both buffers are valid for their lengths during the call.
+        unsafe {
+            abi::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+                == STATUS_OK
+        }
+    }
+}

@@ -18,6 +18,9 @@
 pub mod decode;
 mod host;
 mod metrics;
+pub mod shared_dedup;
+
+use shared_dedup::{Claim, SharedDedup};
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -798,6 +801,23 @@ impl Http {
             }
         }
         let event_id = extracted.event.event_id.clone();
+        // Other worker VMs may have seen the same order: Envoy's shared data is the one place
+        // they all read.
+        let limits = &t.config.limits;
+        let shared = SharedDedup::new(limits.dedup_capacity, limits.dedup_window_ms);
+        if shared.claim(&host::SharedData, &event_id, now) == Claim::Duplicate {
+            self.count(C::Dropped(capi_core::DropReason::Duplicate));
+            if host::enabled(LogLevel::Debug) {
+                host::log(
+                    LogLevel::Debug,
+                    &format!(
+                        "capi: rule {}: event {event_id} not queued: duplicate (another worker)",
+                        rule.name
+                    ),
+                );
+            }
+            return;
+        }
         let Ok(mut st) = self.state.try_borrow_mut() else {
             return;
         };

@@ -93,7 +93,7 @@ fn a_reset_is_a_connection_failure() {
 }
 
 #[test]
-fn one_vm_per_worker_shares_only_stats() {
+fn one_vm_per_worker_shares_stats_and_dedup() {
     let cfg = config(serde_json::json!({}));
     let mut e = capi_wasmtime_tests::Envoy::new(filter(), EnvoyOptions::default()).unwrap();
     let workers = 3;
@@ -132,11 +132,19 @@ fn one_vm_per_worker_shares_only_stats() {
     // Stats are Envoy-wide: the three VMs' counters add up.
     assert_eq!(e.stat("capi.delivered"), 30);
     assert_eq!(e.stat("capi.events"), 30);
-    // Dedup is per VM (no shared data): the same order on two workers goes out twice.
+    // Dedup is shared (Envoy's shared data): the same order on two workers goes out once.
     e.run_exchange(0, roots[0].1, &checkout("SAME", Some("w@example.com")))
         .unwrap();
     e.run_exchange(1, roots[1].1, &checkout("SAME", Some("w@example.com")))
         .unwrap();
     assert!(settle(&mut e, 10_000));
-    assert_eq!(e.stat("capi.delivered"), 32);
+    assert_eq!(e.stat("capi.delivered"), 31);
+    assert_eq!(e.stat("capi.dropped_duplicate"), 1);
+    let sh = e.shared();
+    let claims = sh
+        .shared_data
+        .keys()
+        .filter(|k| k.starts_with(b"capi.dedup."))
+        .count();
+    assert_eq!(claims, 31, "one slot per event id, nothing else");
 }
