@@ -1,7 +1,7 @@
 //! Extraction: from one HTTP exchange (or a collected payload) to a conversion event, under a
 //! rule that names where each field comes from.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -190,84 +190,94 @@ pub struct Extracted {
     pub skipped: Vec<SkippedId>,
 }
 
-/// The JSON fields a rule reads from one body, selected in a single pass on first use.
-type Selected = Result<Vec<(String, Option<Scalar>)>, ()>;
+/// The JSON fields a rule reads from one body, selected in a single pass on first use:
+/// (pointer, value) pairs, the values borrowed from the body where it holds them unescaped.
+type Selected<'a> = Result<Vec<(&'a str, Option<Scalar<'a>>)>, ()>;
 
 /// Bodies of one exchange, each read at most once.
 struct Bodies<'a> {
     ex: &'a Exchange<'a>,
     extract: &'a Extract,
-    response: Option<Selected>,
-    request: Option<Selected>,
+    response: Option<Selected<'a>>,
+    request: Option<Selected<'a>>,
 }
 
 /// A field's raw value: text, or a JSON number kept as such for exact money handling.
-enum Raw {
-    Text(String),
+enum Raw<'a> {
+    Text(Cow<'a, str>),
     Number(serde_json::Number),
 }
 
-impl Raw {
-    fn into_text(self) -> String {
+impl<'a> Raw<'a> {
+    fn into_text(self) -> Cow<'a, str> {
         match self {
             Raw::Text(s) => s,
-            Raw::Number(n) => n.to_string(),
+            Raw::Number(n) => Cow::Owned(n.to_string()),
         }
     }
 }
 
 /// Selects every pointer the rule reads from one body (`want` picks the sources of that body).
-fn select_body(
-    body: Option<&[u8]>,
-    extract: &Extract,
-    want: fn(&Source) -> Option<&String>,
-) -> Selected {
+fn select_body<'a>(
+    body: Option<&'a [u8]>,
+    extract: &'a Extract,
+    want: fn(&Source) -> Option<&str>,
+) -> Selected<'a> {
     let body = body.ok_or(())?;
-    let pointers: Vec<&String> = extract.sources().filter_map(want).collect();
-    let tokens: Vec<Vec<String>> = pointers.iter().map(|p| json_select::tokens(p)).collect();
-    let values = json_select::select(body, &tokens).map_err(|_| ())?;
-    Ok(pointers.into_iter().cloned().zip(values).collect())
+    let pointers: Vec<&'a str> = extract.sources().filter_map(want).collect();
+    let values = json_select::select(body, &pointers).map_err(|_| ())?;
+    Ok(pointers.into_iter().zip(values).collect())
 }
 
-fn response_pointer(s: &Source) -> Option<&String> {
+fn response_pointer(s: &Source) -> Option<&str> {
     match s {
         Source::ResponseBody(p) => Some(p),
         _ => None,
     }
 }
 
-fn request_pointer(s: &Source) -> Option<&String> {
+fn request_pointer(s: &Source) -> Option<&str> {
     match s {
         Source::RequestBody(p) => Some(p),
         _ => None,
     }
 }
 
-impl Bodies<'_> {
-    fn read(&mut self, source: &Source, field: &'static str) -> Result<Option<Raw>, ExtractError> {
+impl<'a> Bodies<'a> {
+    fn read(
+        &mut self,
+        source: &'a Source,
+        field: &'static str,
+    ) -> Result<Option<Raw<'a>>, ExtractError> {
         let ex = self.ex;
         let bad_body = |which: &str| ExtractError {
             field,
             reason: format!("{which} body is missing or not JSON"),
         };
-        let lookup =
-            |selected: &Selected, which: &str, ptr: &str| -> Result<Option<Raw>, ExtractError> {
-                let values = selected.as_ref().map_err(|()| bad_body(which))?;
-                match values
-                    .iter()
-                    .find(|(p, _)| p == ptr)
-                    .and_then(|(_, v)| v.as_ref())
-                {
-                    None | Some(Scalar::Null) => Ok(None),
-                    Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
-                    Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
-                    Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
-                    Some(Scalar::Composite) => Err(ExtractError {
-                        field,
-                        reason: format!("{source} is an object or array, expected a scalar"),
-                    }),
-                }
-            };
+        let lookup = |selected: &Selected<'a>,
+                      which: &str,
+                      ptr: &str|
+         -> Result<Option<Raw<'a>>, ExtractError> {
+            let values = selected.as_ref().map_err(|()| bad_body(which))?;
+            match values
+                .iter()
+                .find(|(p, _)| *p == ptr)
+                .and_then(|(_, v)| v.as_ref())
+            {
+                None | Some(Scalar::Null) => Ok(None),
+                Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
+                Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
+                Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(Cow::Borrowed(if *b {
+                    "true"
+                } else {
+                    "false"
+                })))),
+                Some(Scalar::Composite) => Err(ExtractError {
+                    field,
+                    reason: format!("{source} is an object or array, expected a scalar"),
+                }),
+            }
+        };
         match source {
             Source::ResponseBody(ptr) => {
                 let extract = self.extract;
@@ -289,26 +299,26 @@ impl Bodies<'_> {
                     field,
                     reason: "request body is not UTF-8".to_owned(),
                 })?;
-                Ok(form_value(text, name).map(Raw::Text))
+                Ok(form_value(text, name).map(|v| Raw::Text(Cow::Owned(v))))
             }
             Source::Header(name) => {
-                Ok(header(ex.request_headers, name).map(|s| Raw::Text(s.to_owned())))
+                Ok(header(ex.request_headers, name).map(|s| Raw::Text(Cow::Borrowed(s))))
             }
             Source::ResponseHeader(name) => {
-                Ok(header(ex.response_headers, name).map(|s| Raw::Text(s.to_owned())))
+                Ok(header(ex.response_headers, name).map(|s| Raw::Text(Cow::Borrowed(s))))
             }
             Source::Cookie(name) => Ok(cookie(ex.request_headers, name)
-                .map(|s| Raw::Text(normalize::percent_decode(s, false)))),
-            Source::Query(name) => Ok(query_value(ex.path, name).map(Raw::Text)),
-            Source::Const(v) => Ok(Some(Raw::Text(v.clone()))),
+                .map(|s| Raw::Text(normalize::percent_decode_cow(s, false)))),
+            Source::Query(name) => Ok(query_value(ex.path, name).map(|v| Raw::Text(Cow::Owned(v)))),
+            Source::Const(v) => Ok(Some(Raw::Text(Cow::Borrowed(v)))),
         }
     }
 
     fn text(
         &mut self,
-        source: &Option<Source>,
+        source: &'a Option<Source>,
         field: &'static str,
-    ) -> Result<Option<String>, ExtractError> {
+    ) -> Result<Option<Cow<'a, str>>, ExtractError> {
         match source {
             None => Ok(None),
             Some(s) => Ok(self
@@ -328,10 +338,14 @@ fn missing(field: &'static str, source: &Source) -> ExtractError {
 
 /// Parses a money amount: a JSON number or a numeric string such as "12.50". In minor units
 /// the value must be an integer and is scaled by the currency's exponent.
-fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
+fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
+    let number;
     let text = match &raw {
-        Raw::Number(n) => n.to_string(),
-        Raw::Text(s) => s.trim().to_owned(),
+        Raw::Number(n) => {
+            number = n.to_string();
+            number.as_str()
+        }
+        Raw::Text(s) => s.trim(),
     };
     let plain = !text.is_empty()
         && text.bytes().filter(|b| *b == b'.').count() <= 1
@@ -362,10 +376,10 @@ fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'stati
 type ToIdentifier<'a> = dyn Fn(&str) -> Result<Identifier, IdError> + 'a;
 
 /// Builds the event a rule describes from one exchange. `now` is the default timestamp.
-pub fn extract_event(
-    config: &PluginConfig,
-    rule: &Rule,
-    ex: &Exchange<'_>,
+pub fn extract_event<'a>(
+    config: &'a PluginConfig,
+    rule: &'a Rule,
+    ex: &'a Exchange<'a>,
     now: UnixMillis,
 ) -> Result<Extracted, ExtractError> {
     let e = &rule.extract;
@@ -418,14 +432,14 @@ pub fn extract_event(
             let o = b
                 .text(&e.order_id, "order_id")?
                 .ok_or_else(|| missing("order_id", src))?;
-            let o = o.trim().to_owned();
+            let o = o.trim();
             if o.len() > crate::event::MAX_KEY_LEN {
                 return Err(ExtractError {
                     field: "order_id",
                     reason: "longer than 256 bytes".to_owned(),
                 });
             }
-            Some(o)
+            Some(o.to_owned())
         }
     };
 
@@ -498,13 +512,13 @@ pub fn extract_event(
         });
     }
 
-    let ua_source = e
-        .user_agent
-        .clone()
-        .unwrap_or_else(|| Source::Header("user-agent".to_owned()));
-    let user_agent = b
-        .text(&Some(ua_source), "user_agent")?
-        .map(|raw| parse_user_agent(&raw));
+    let user_agent = match &e.user_agent {
+        Some(_) => b.text(&e.user_agent, "user_agent")?,
+        None => header(ex.request_headers, "user-agent")
+            .filter(|t| !t.trim().is_empty())
+            .map(Cow::Borrowed),
+    }
+    .map(|raw| parse_user_agent(&raw));
 
     let click_ids = if ids_cfg.click_ids {
         click_id::click_ids_of_request(ex.request_headers, ex.path)

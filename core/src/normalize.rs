@@ -1,6 +1,7 @@
 //! Identifier normalization and hashing, so that the same person hashes to the same value on
 //! every host (the platforms match on these bytes).
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
@@ -244,6 +245,15 @@ pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdE
         return Err(IdError::ControlCharacter);
     }
     Ok(String::from(t))
+}
+
+/// [`percent_decode`], borrowing the input when there is nothing to decode.
+pub fn percent_decode_cow(s: &str, plus_as_space: bool) -> Cow<'_, str> {
+    if s.bytes().any(|b| b == b'%' || (plus_as_space && b == b'+')) {
+        Cow::Owned(percent_decode(s, plus_as_space))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Percent-decoding for query strings, cookies and form bodies (`+` as space only when asked).
