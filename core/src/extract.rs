@@ -137,13 +137,36 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// The value of one cookie from the `cookie` request header(s).
 pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
+    let [value] = cookies(headers, [name]);
+    value
+}
+
+/// The values of several cookies, read in one pass over the `cookie` header(s): for each
+/// name, what [`cookie`] gives (the first pair of that name).
+pub fn cookies<'a, const N: usize>(
+    headers: &'a [(String, String)],
+    names: [&str; N],
+) -> [Option<&'a str>; N] {
+    let mut found = [None; N];
+    let mut missing = N;
+    for (_, v) in headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
-        .flat_map(|(_, v)| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
+    {
+        for (k, v) in v.split(';').filter_map(|pair| pair.split_once('=')) {
+            let k = k.trim();
+            for (slot, name) in found.iter_mut().zip(names) {
+                if slot.is_none() && k == name {
+                    *slot = Some(v.trim().trim_matches('"'));
+                    missing -= 1;
+                    if missing == 0 {
+                        return found;
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The decoded value of one `name=value` pair of a query string or form body.
@@ -568,4 +591,39 @@ pub fn extract_event<'a>(
         client_ip_address,
     };
     Ok(Extracted { event, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    /// The lookup `cookie` did before `cookies` read several names in one pass.
+    fn cookie_one_by_one<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_cookies_are_the_one_by_one_lookups(
+            headers in prop::collection::vec(
+                (prop::sample::select(vec!["cookie", "Cookie", "x-cookie"]), "[ab=; \"x]{0,24}")
+                    .prop_map(|(k, v)| (k.to_owned(), v)),
+                0..4,
+            ),
+        ) {
+            let names = ["a", "b", "ab", " a", "x"];
+            let got = cookies(&headers, names);
+            for (name, g) in names.iter().zip(got) {
+                prop_assert_eq!(g, cookie_one_by_one(&headers, name));
+            }
+        }
+    }
 }
