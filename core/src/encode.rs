@@ -207,13 +207,10 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
-        }
+    let mut i = plain_until(bytes, 0);
+    while let Some(&b) = bytes.get(i) {
         out.extend_from_slice(bytes.get(run..i).unwrap_or(&[]));
-        run = i + 1;
+        let esc = ESCAPE[usize::from(b)];
         if esc == b'u' {
             out.extend_from_slice(&[
                 b'\\',
@@ -226,9 +223,43 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
         } else {
             out.extend_from_slice(&[b'\\', esc]);
         }
+        run = i + 1;
+        i = plain_until(bytes, run);
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or(&[]));
     out.push(b'"');
+}
+
+/// The index of the first byte at or after `i` that must be escaped (or the length), eight
+/// bytes at a time.
+#[inline]
+fn plain_until(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(arr);
+        // "Has a byte below n" tests; the lowest flagged byte is always exact.
+        let ctrl = v.wrapping_sub(ONES * 0x20) & !v;
+        let q = v ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let s = v ^ (ONES * u64::from(b'\\'));
+        let backslash = s.wrapping_sub(ONES) & !s;
+        let hit = (ctrl | quote | backslash) & HIGH;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if ESCAPE[usize::from(b)] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]

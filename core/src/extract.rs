@@ -153,7 +153,7 @@ pub fn cookies<'a, const N: usize>(
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
     {
-        for (k, v) in v.split(';').filter_map(|pair| pair.split_once('=')) {
+        for (k, v) in pairs(v) {
             let k = k.trim();
             for (slot, name) in found.iter_mut().zip(names) {
                 if slot.is_none() && k == name {
@@ -167,6 +167,29 @@ pub fn cookies<'a, const N: usize>(
         }
     }
     found
+}
+
+/// The `name=value` pairs of a cookie header: what `split(';')` then `split_once('=')` give,
+/// without a pattern searcher per piece.
+fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = Some(header);
+    core::iter::from_fn(move || {
+        loop {
+            let piece = rest?;
+            let (pair, next) = match piece.bytes().position(|c| c == b';') {
+                // ';' and '=' are ASCII, so these are char boundaries.
+                Some(i) => (piece.get(..i).unwrap_or(""), piece.get(i + 1..)),
+                None => (piece, None),
+            };
+            rest = next;
+            if let Some(eq) = pair.bytes().position(|c| c == b'=') {
+                return Some((
+                    pair.get(..eq).unwrap_or(""),
+                    pair.get(eq + 1..).unwrap_or(""),
+                ));
+            }
+        }
+    })
 }
 
 /// The decoded value of one `name=value` pair of a query string or form body.
@@ -215,7 +238,7 @@ pub struct Extracted {
 
 /// The JSON fields a rule reads from one body, selected in a single pass on first use:
 /// (pointer, value) pairs, the values borrowed from the body where it holds them unescaped.
-type Selected<'a> = Result<Vec<(&'a str, Option<Scalar<'a>>)>, ()>;
+type Selected<'a> = Result<(Vec<&'a str>, Vec<Option<Scalar<'a>>>), ()>;
 
 /// Bodies of one exchange, each read at most once.
 struct Bodies<'a> {
@@ -249,7 +272,7 @@ fn select_body<'a>(
     let body = body.ok_or(())?;
     let pointers: Vec<&'a str> = extract.sources().filter_map(want).collect();
     let values = json_select::select(body, &pointers).map_err(|_| ())?;
-    Ok(pointers.into_iter().zip(values).collect())
+    Ok((pointers, values))
 }
 
 fn response_pointer(s: &Source) -> Option<&str> {
@@ -281,11 +304,11 @@ impl<'a> Bodies<'a> {
                       which: &str,
                       ptr: &str|
          -> Result<Option<Raw<'a>>, ExtractError> {
-            let values = selected.as_ref().map_err(|()| bad_body(which))?;
-            match values
+            let (pointers, values) = selected.as_ref().map_err(|()| bad_body(which))?;
+            match pointers
                 .iter()
-                .find(|(p, _)| *p == ptr)
-                .and_then(|(_, v)| v.as_ref())
+                .position(|p| *p == ptr)
+                .and_then(|i| values.get(i)?.as_ref())
             {
                 None | Some(Scalar::Null) => Ok(None),
                 Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),

@@ -67,76 +67,163 @@ pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a
     }
 }
 
-/// An RFC 6901 reference token unescaped: `~1` is read as `/` and `~0` as `~`, left to
-/// right; any other `~` is itself.
-fn unescape(token: &str) -> Cow<'_, str> {
-    if !token.contains('~') {
-        return Cow::Borrowed(token);
-    }
-    let t = token.as_bytes();
-    let mut out = String::with_capacity(t.len());
+/// Whether an escaped reference token (`a~1b`) stands for the key `key` (`a/b`): `~1` is
+/// read as `/` and `~0` as `~`, left to right; any other `~` is itself.
+fn token_eq(token: &[u8], key: &[u8]) -> bool {
+    let mut k = key.iter();
     let mut i = 0;
-    while let Some(&c) = t.get(i) {
-        let (ch, step) = match (c, t.get(i + 1)) {
-            (b'~', Some(b'0')) => ('~', 2),
-            (b'~', Some(b'1')) => ('/', 2),
+    while let Some(&c) = token.get(i) {
+        let unescaped = match (c, token.get(i + 1)) {
+            (b'~', Some(b'0')) => {
+                i += 2;
+                b'~'
+            }
+            (b'~', Some(b'1')) => {
+                i += 2;
+                b'/'
+            }
             _ => {
-                // Copy the whole char starting here.
-                let rest = token.get(i..).unwrap_or("");
-                let ch = rest.chars().next().unwrap_or('~');
-                (ch, ch.len_utf8())
+                i += 1;
+                c
             }
         };
-        out.push(ch);
-        i += step;
+        if k.next() != Some(&unescaped) {
+            return false;
+        }
     }
-    Cow::Owned(out)
+    k.next().is_none()
 }
 
-/// The pointers split into unescaped tokens, once per selection.
+/// One reference token of one pointer.
+struct Token<'p> {
+    pointer: usize,
+    depth: usize,
+    /// Still escaped.
+    text: &'p [u8],
+    escaped: bool,
+}
+
+/// The pointers (at most 64) split into reference tokens, once per selection.
 struct Paths<'p> {
-    tokens: Vec<Cow<'p, str>>,
-    /// Pointer i's tokens are `tokens[ends[i - 1]..ends[i]]` (from 0 for the first).
-    ends: Vec<usize>,
+    tokens: Vec<Token<'p>>,
+    /// Each pointer's number of tokens.
+    lens: [usize; 64],
 }
 
 impl<'p> Paths<'p> {
     fn new(pointers: &[&'p str]) -> Self {
         let mut tokens = Vec::with_capacity(pointers.len() * 3);
-        let mut ends = Vec::with_capacity(pointers.len());
-        for p in pointers {
-            tokens.extend(p.split('/').skip(1).map(unescape));
-            ends.push(tokens.len());
+        let mut lens = [0; 64];
+        for ((pointer, p), len) in pointers.iter().enumerate().zip(lens.iter_mut()) {
+            // Tokens follow each '/'; a pointer not starting with '/' has none before it.
+            let b = p.as_bytes();
+            let mut depth = 0;
+            let mut start = match b.iter().position(|&c| c == b'/') {
+                Some(i) => i + 1,
+                None => continue,
+            };
+            loop {
+                let end = b
+                    .get(start..)
+                    .and_then(|rest| rest.iter().position(|&c| c == b'/'))
+                    .map(|i| start + i);
+                let text = b.get(start..end.unwrap_or(b.len())).unwrap_or(&[]);
+                tokens.push(Token {
+                    pointer,
+                    depth,
+                    text,
+                    escaped: text.contains(&b'~'),
+                });
+                depth += 1;
+                match end {
+                    Some(e) => start = e + 1,
+                    None => break,
+                }
+            }
+            *len = depth;
         }
-        Self { tokens, ends }
-    }
-
-    fn path(&self, i: usize) -> &[Cow<'p, str>] {
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        };
-        let end = self.ends.get(i).copied().unwrap_or(0);
-        self.tokens.get(start..end).unwrap_or(&[])
+        Self { tokens, lens }
     }
 
     /// Bits of the live pointers that end at `depth`.
     fn ends_here(&self, live: u64, depth: usize) -> u64 {
         bits(live)
-            .filter(|&i| self.path(i).len() == depth)
+            .filter(|&i| self.lens.get(i) == Some(&depth))
             .fold(0, |m, i| m | 1 << i)
+    }
+
+    /// The distinct tokens that the live pointers continue with below `depth`, for matching
+    /// the keys of one container; None when there are more than fit on the stack.
+    fn candidates(&self, live: u64, depth: usize) -> Option<Candidates<'p>> {
+        let mut c = Candidates {
+            len: 0,
+            items: [(&[][..], false, 0); 8],
+        };
+        for t in &self.tokens {
+            if t.depth != depth || live >> t.pointer & 1 == 0 {
+                continue;
+            }
+            let bit = 1u64 << t.pointer;
+            let used = c.items.get_mut(..c.len)?;
+            match used
+                .iter_mut()
+                .find(|(text, escaped, _)| *escaped == t.escaped && same(text, t.text))
+            {
+                Some((_, _, mask)) => *mask |= bit,
+                None => {
+                    *c.items.get_mut(c.len)? = (t.text, t.escaped, bit);
+                    c.len += 1;
+                }
+            }
+        }
+        Some(c)
     }
 
     /// Bits of the live pointers that go on into the child named `key`.
     fn children(&self, live: u64, depth: usize, key: &[u8]) -> u64 {
-        bits(live)
-            .filter(|&i| {
-                self.path(i)
-                    .get(depth)
-                    .is_some_and(|t| t.len() == key.len() && t.as_bytes() == key)
-            })
-            .fold(0, |m, i| m | 1 << i)
+        let mut next = 0;
+        for t in &self.tokens {
+            if t.depth == depth
+                && live >> t.pointer & 1 == 1
+                && if t.escaped {
+                    token_eq(t.text, key)
+                } else {
+                    same(t.text, key)
+                }
+            {
+                next |= 1 << t.pointer;
+            }
+        }
+        next
     }
+}
+
+/// A container's candidate tokens: (escaped token, has `~`, pointers it continues).
+struct Candidates<'p> {
+    len: usize,
+    items: [(&'p [u8], bool, u64); 8],
+}
+
+impl Candidates<'_> {
+    fn children(&self, key: &[u8]) -> u64 {
+        let mut next = 0;
+        for &(text, escaped, mask) in self.items.get(..self.len).unwrap_or(&[]) {
+            if if escaped {
+                token_eq(text, key)
+            } else {
+                same(text, key)
+            } {
+                next |= mask;
+            }
+        }
+        next
+    }
+}
+
+/// Byte equality of short strings, without a call to memcmp.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
@@ -263,6 +350,7 @@ impl<'a> Scan<'a> {
     /// After an opening quote: moves past the closing one. Returns where the contents end and
     /// whether they hold escapes. Checks escapes' syntax and refuses control characters, but
     /// neither UTF-8 nor surrogates (serde_json skips strings the same way).
+    #[inline(always)]
     fn string(&mut self) -> Res<(usize, bool)> {
         let mut escaped = false;
         loop {
@@ -351,6 +439,7 @@ impl<'a> Scan<'a> {
     }
 
     /// After an object's `{` or `,`: one key (not decoded) and its colon.
+    #[inline(always)]
     fn skip_key(&mut self) -> Res {
         self.eat(b'"')?;
         self.string()?;
@@ -448,6 +537,11 @@ impl<'a> Scan<'a> {
                 self.enter()?;
                 self.i += 1;
                 set(out, here, Scalar::Composite);
+                let cands = paths.candidates(live, depth);
+                let children = |key: &[u8]| match &cands {
+                    Some(c) => c.children(key),
+                    None => paths.children(live, depth, key),
+                };
                 if self.ws() == Some(b'}') {
                     self.i += 1;
                 } else {
@@ -455,8 +549,18 @@ impl<'a> Scan<'a> {
                         self.eat(b'"')?;
                         let start = self.i;
                         let (end, escaped) = self.string()?;
-                        let key = self.decode(start, end, escaped)?;
-                        let next = paths.children(live, depth, key.as_bytes());
+                        let next = if escaped {
+                            let key = self.decode(start, end, true)?;
+                            children(key.as_bytes())
+                        } else {
+                            // Only compared: checked as UTF-8 (as serde_json does) but not
+                            // turned into a str.
+                            let raw = self.b.get(start..end).ok_or(NotJson)?;
+                            if !raw.is_ascii() && core::str::from_utf8(raw).is_err() {
+                                return Err(NotJson);
+                            }
+                            children(raw)
+                        };
                         self.eat(b':')?;
                         if next == 0 {
                             self.skip_value()?;
@@ -479,13 +583,18 @@ impl<'a> Scan<'a> {
                 self.enter()?;
                 self.i += 1;
                 set(out, here, Scalar::Composite);
+                let cands = paths.candidates(live, depth);
                 if self.ws() == Some(b']') {
                     self.i += 1;
                 } else {
                     let mut index = 0usize;
                     loop {
                         let mut buf = [0u8; 20];
-                        let next = paths.children(live, depth, decimal(index, &mut buf));
+                        let key = decimal(index, &mut buf);
+                        let next = match &cands {
+                            Some(c) => c.children(key),
+                            None => paths.children(live, depth, key),
+                        };
                         if next == 0 {
                             self.skip_value()?;
                         } else {
