@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::extract::{cookie, query_value};
+use crate::extract::{cookies, query_value};
 
 /// The click-id parameters of the platforms we know, spelled as on their landing URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,16 +120,16 @@ pub fn click_ids_in_query(path_and_query: &str) -> Vec<ClickId> {
 /// the first-party cookies an adapter set on an earlier landing.
 pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) -> Vec<ClickId> {
     let fresh = click_ids_in_query(path_and_query);
+    let jar = cookies(headers, ClickIdName::ALL.map(ClickIdName::cookie_name));
     ClickIdName::ALL
         .iter()
-        .filter_map(|&name| {
+        .zip(jar)
+        .filter_map(|(&name, in_cookie)| {
             fresh.iter().find(|c| c.name == name).cloned().or_else(|| {
-                cookie(headers, name.cookie_name())
-                    .and_then(clean_click_id)
-                    .map(|id| ClickId {
-                        id: id.to_string(),
-                        name,
-                    })
+                in_cookie.and_then(clean_click_id).map(|id| ClickId {
+                    id: id.to_string(),
+                    name,
+                })
             })
         })
         .collect()

@@ -3,8 +3,11 @@
 
 use alloc::vec::Vec;
 
+use crate::click_id::ClickId;
 use crate::config::Format;
-use crate::event::ConversionEvent;
+use crate::event::{ConversionEvent, Identifier};
+use crate::time::write_iso8601;
+use crate::user_agent::{DeviceType, UserAgent};
 
 /// Turns events into one request body for a destination.
 pub trait Encoder {
@@ -30,12 +33,19 @@ impl Encoder for SeedEncoder {
     }
 
     fn encode(&self, events: &[ConversionEvent], out: &mut Vec<u8>) {
-        // Serializing plain data cannot fail (every map key is a string).
-        let bytes = match events {
-            [one] => serde_json::to_vec(one),
-            many => serde_json::to_vec(many),
-        };
-        out.extend_from_slice(&bytes.unwrap_or_default());
+        match events {
+            [one] => write_event(one, out),
+            many => {
+                out.push(b'[');
+                for (i, e) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_event(e, out);
+                }
+                out.push(b']');
+            }
+        }
     }
 }
 
@@ -43,5 +53,372 @@ impl Encoder for SeedEncoder {
 pub fn encoder_for(format: Format) -> &'static dyn Encoder {
     match format {
         Format::Seed => &SeedEncoder,
+    }
+}
+
+/// Appends the seed JSON of one event: byte for byte what `serde_json::to_vec` makes of the
+/// event's `Serialize` derive (same field order, same escaping, same number formatting),
+/// without serde's per-field machinery. The tests hold the two equal.
+pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
+    out.reserve(512);
+    out.extend_from_slice(b"{\"advertiser_id\":");
+    write_u64(e.advertiser_id, out);
+    out.extend_from_slice(b",\"data_source_key\":");
+    write_str(&e.data_source_key, out);
+    out.extend_from_slice(b",\"conversion_type\":");
+    write_str(e.conversion_type.as_str(), out);
+    out.extend_from_slice(b",\"event_id\":");
+    write_str(&e.event_id, out);
+    out.extend_from_slice(b",\"ids\":[");
+    for (i, Identifier { id, name }) in e.ids.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_str(id, out);
+        out.extend_from_slice(b",\"name\":");
+        write_str(name.as_str(), out);
+        out.push(b'}');
+    }
+    out.push(b']');
+    if let Some(ua) = &e.user_agent {
+        out.extend_from_slice(b",\"user_agent\":");
+        write_user_agent(ua, out);
+    }
+    out.extend_from_slice(b",\"timestamp\":\"");
+    write_iso8601(e.timestamp.0, out);
+    out.push(b'"');
+    if let Some(v) = e.value {
+        out.extend_from_slice(b",\"value\":");
+        write_f64(v, out);
+    }
+    out.extend_from_slice(b",\"currency\":");
+    write_str(&e.currency, out);
+    if let Some(o) = &e.order_id {
+        out.extend_from_slice(b",\"order_id\":");
+        write_str(o, out);
+    }
+    if !e.click_ids.is_empty() {
+        out.extend_from_slice(b",\"click_ids\":[");
+        for (i, ClickId { id, name }) in e.click_ids.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            write_str(id, out);
+            out.extend_from_slice(b",\"name\":");
+            write_str(name.as_str(), out);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    if let Some(ip) = &e.client_ip_address {
+        out.extend_from_slice(b",\"client_ip_address\":");
+        write_str(ip, out);
+    }
+    out.push(b'}');
+}
+
+fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"browser_name\":");
+    write_str(&ua.browser_name, out);
+    out.extend_from_slice(b",\"browser_version\":");
+    write_str(&ua.browser_version, out);
+    out.extend_from_slice(b",\"os_name\":");
+    write_str(&ua.os_name, out);
+    out.extend_from_slice(b",\"os_version\":");
+    write_str(&ua.os_version, out);
+    out.extend_from_slice(b",\"device_type\":");
+    out.extend_from_slice(match ua.device_type {
+        DeviceType::Desktop => b"\"desktop\"",
+        DeviceType::Mobile => b"\"mobile\"",
+        DeviceType::Tablet => b"\"tablet\"",
+        DeviceType::Bot => b"\"bot\"",
+        DeviceType::Unknown => b"\"unknown\"",
+    });
+    out.extend_from_slice(if ua.is_bot {
+        b",\"is_bot\":true"
+    } else {
+        b",\"is_bot\":false"
+    });
+    out.extend_from_slice(b",\"raw\":");
+    write_str(&ua.raw, out);
+    out.push(b'}');
+}
+
+/// Decimal, as serde_json (itoa) writes a u64.
+fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A float exactly as serde_json writes it: `null` when not finite, else serde_json's own
+/// shortest round-trip text (its `Number` display, the formatter its serializer uses).
+fn write_f64(v: f64, out: &mut Vec<u8>) {
+    struct Bytes<'a>(&'a mut Vec<u8>);
+    impl core::fmt::Write for Bytes<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    match serde_json::Number::from_f64(v) {
+        // Writing into a Vec cannot fail.
+        Some(n) => {
+            let _ = core::fmt::Write::write_fmt(&mut Bytes(out), format_args!("{n}"));
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// What serde_json's compact formatter writes for each byte inside a string: 0 = itself,
+/// `u` = `\u00XX`, anything else = that letter after a backslash.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = b'u';
+        c += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// A JSON string with serde_json's escaping: `"` and `\` and control characters only; all
+/// else (including non-ASCII and DEL) as is.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = plain_until(bytes, 0);
+    while let Some(&b) = bytes.get(i) {
+        out.extend_from_slice(bytes.get(run..i).unwrap_or(&[]));
+        let esc = ESCAPE[usize::from(b)];
+        if esc == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', esc]);
+        }
+        run = i + 1;
+        i = plain_until(bytes, run);
+    }
+    out.extend_from_slice(bytes.get(run..).unwrap_or(&[]));
+    out.push(b'"');
+}
+
+/// The index of the first byte at or after `i` that must be escaped (or the length), eight
+/// bytes at a time.
+#[inline]
+fn plain_until(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(arr);
+        // "Has a byte below n" tests; the lowest flagged byte is always exact.
+        let ctrl = v.wrapping_sub(ONES * 0x20) & !v;
+        let q = v ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let s = v ^ (ONES * u64::from(b'\\'));
+        let backslash = s.wrapping_sub(ONES) & !s;
+        let hit = (ctrl | quote | backslash) & HIGH;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if ESCAPE[usize::from(b)] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::click_id::ClickIdName;
+    use crate::event::{ConversionType, IdName, Timestamp};
+    use alloc::string::String;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9 ._-]{0,12}",
+            "[\u{0}-\u{7f}]{0,16}",
+            "[\"\\\\/\u{0}-\u{1f}\u{7f}é€😀\u{2028}a]{0,16}",
+            any::<String>(),
+        ]
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            (0u64..10_000_000).prop_map(|c| c as f64 / 100.0),
+            Just(0.0),
+            Just(-0.0),
+            Just(1e21),
+            Just(1e-7),
+            Just(f64::MAX),
+            Just(f64::MIN_POSITIVE),
+            Just(5e-324),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+        ]
+    }
+
+    fn user_agent() -> impl Strategy<Value = UserAgent> {
+        (
+            (text(), text(), text(), text()),
+            prop::sample::select(vec![
+                DeviceType::Desktop,
+                DeviceType::Mobile,
+                DeviceType::Tablet,
+                DeviceType::Bot,
+                DeviceType::Unknown,
+            ]),
+            any::<bool>(),
+            text(),
+        )
+            .prop_map(
+                |(
+                    (browser_name, browser_version, os_name, os_version),
+                    device_type,
+                    is_bot,
+                    raw,
+                )| {
+                    UserAgent {
+                        browser_name,
+                        browser_version,
+                        os_name,
+                        os_version,
+                        device_type,
+                        is_bot,
+                        raw,
+                    }
+                },
+            )
+    }
+
+    fn event() -> impl Strategy<Value = ConversionEvent> {
+        let id_name = prop::sample::select(vec![
+            IdName::Guid,
+            IdName::HashedEmail,
+            IdName::Phone,
+            IdName::HashedPhone,
+            IdName::FirstPartyId,
+        ]);
+        let click_name = prop::sample::select(ClickIdName::ALL.to_vec());
+        let conversion_type = prop_oneof![
+            Just(ConversionType::Purchase),
+            Just(ConversionType::PageView),
+            Just(ConversionType::Signup),
+            Just(ConversionType::Lead),
+            text().prop_map(ConversionType::Custom),
+        ];
+        (
+            (any::<u64>(), text(), conversion_type, text()),
+            prop::collection::vec(
+                (text(), id_name).prop_map(|(id, name)| Identifier { id, name }),
+                0..4,
+            ),
+            prop::option::of(user_agent()),
+            any::<i64>().prop_map(|t| t >> 8),
+            prop::option::of(float()),
+            (text(), prop::option::of(text())),
+            prop::collection::vec(
+                (text(), click_name).prop_map(|(id, name)| ClickId { id, name }),
+                0..3,
+            ),
+            prop::option::of(text()),
+        )
+            .prop_map(
+                |(
+                    (advertiser_id, data_source_key, conversion_type, event_id),
+                    ids,
+                    user_agent,
+                    t,
+                    value,
+                    (currency, order_id),
+                    click_ids,
+                    client_ip_address,
+                )| ConversionEvent {
+                    advertiser_id,
+                    data_source_key,
+                    conversion_type,
+                    event_id,
+                    ids,
+                    user_agent,
+                    timestamp: Timestamp(t),
+                    value,
+                    currency,
+                    order_id,
+                    click_ids,
+                    client_ip_address,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn one_event_is_byte_for_byte_serde_json(e in event()) {
+            let mut out = Vec::new();
+            SeedEncoder.encode(core::slice::from_ref(&e), &mut out);
+            let want = serde_json::to_vec(&e).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+        }
+
+        #[test]
+        fn a_batch_is_byte_for_byte_serde_json(events in prop::collection::vec(event(), 0..4)) {
+            let mut out = b"prefix".to_vec();
+            SeedEncoder.encode(&events, &mut out);
+            let want = match events.as_slice() {
+                [one] => serde_json::to_vec(one).unwrap(),
+                many => serde_json::to_vec(many).unwrap(),
+            };
+            prop_assert_eq!(&out[..6], b"prefix");
+            prop_assert_eq!(&out[6..], want.as_slice());
+        }
+    }
+
+    #[test]
+    fn every_byte_escapes_as_serde_json() {
+        for b in 0u8..=0x7f {
+            let s = String::from(char::from(b));
+            let mut out = Vec::new();
+            write_str(&s, &mut out);
+            assert_eq!(out, serde_json::to_vec(&s).unwrap(), "byte {b:#x}");
+        }
     }
 }

@@ -269,8 +269,9 @@ impl ConversionEvent {
 
     /// The stable JSON form (the seed's field order).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain data into a Vec cannot fail: every map key is a string.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::new();
+        crate::encode::write_event(self, &mut out);
+        out
     }
 
     /// Parses and validates one event in the seed format.

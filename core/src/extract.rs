@@ -1,7 +1,7 @@
 //! Extraction: from one HTTP exchange (or a collected payload) to a conversion event, under a
 //! rule that names where each field comes from.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -137,13 +137,59 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// The value of one cookie from the `cookie` request header(s).
 pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
+    let [value] = cookies(headers, [name]);
+    value
+}
+
+/// The values of several cookies, read in one pass over the `cookie` header(s): for each
+/// name, what [`cookie`] gives (the first pair of that name).
+pub fn cookies<'a, const N: usize>(
+    headers: &'a [(String, String)],
+    names: [&str; N],
+) -> [Option<&'a str>; N] {
+    let mut found = [None; N];
+    let mut missing = N;
+    for (_, v) in headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
-        .flat_map(|(_, v)| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
+    {
+        for (k, v) in pairs(v) {
+            let k = k.trim();
+            for (slot, name) in found.iter_mut().zip(names) {
+                if slot.is_none() && k == name {
+                    *slot = Some(v.trim().trim_matches('"'));
+                    missing -= 1;
+                    if missing == 0 {
+                        return found;
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The `name=value` pairs of a cookie header: what `split(';')` then `split_once('=')` give,
+/// without a pattern searcher per piece.
+fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = Some(header);
+    core::iter::from_fn(move || {
+        loop {
+            let piece = rest?;
+            let (pair, next) = match piece.bytes().position(|c| c == b';') {
+                // ';' and '=' are ASCII, so these are char boundaries.
+                Some(i) => (piece.get(..i).unwrap_or(""), piece.get(i + 1..)),
+                None => (piece, None),
+            };
+            rest = next;
+            if let Some(eq) = pair.bytes().position(|c| c == b'=') {
+                return Some((
+                    pair.get(..eq).unwrap_or(""),
+                    pair.get(eq + 1..).unwrap_or(""),
+                ));
+            }
+        }
+    })
 }
 
 /// The decoded value of one `name=value` pair of a query string or form body.
@@ -190,84 +236,94 @@ pub struct Extracted {
     pub skipped: Vec<SkippedId>,
 }
 
-/// The JSON fields a rule reads from one body, selected in a single pass on first use.
-type Selected = Result<Vec<(String, Option<Scalar>)>, ()>;
+/// The JSON fields a rule reads from one body, selected in a single pass on first use:
+/// (pointer, value) pairs, the values borrowed from the body where it holds them unescaped.
+type Selected<'a> = Result<(Vec<&'a str>, Vec<Option<Scalar<'a>>>), ()>;
 
 /// Bodies of one exchange, each read at most once.
 struct Bodies<'a> {
     ex: &'a Exchange<'a>,
     extract: &'a Extract,
-    response: Option<Selected>,
-    request: Option<Selected>,
+    response: Option<Selected<'a>>,
+    request: Option<Selected<'a>>,
 }
 
 /// A field's raw value: text, or a JSON number kept as such for exact money handling.
-enum Raw {
-    Text(String),
+enum Raw<'a> {
+    Text(Cow<'a, str>),
     Number(serde_json::Number),
 }
 
-impl Raw {
-    fn into_text(self) -> String {
+impl<'a> Raw<'a> {
+    fn into_text(self) -> Cow<'a, str> {
         match self {
             Raw::Text(s) => s,
-            Raw::Number(n) => n.to_string(),
+            Raw::Number(n) => Cow::Owned(n.to_string()),
         }
     }
 }
 
 /// Selects every pointer the rule reads from one body (`want` picks the sources of that body).
-fn select_body(
-    body: Option<&[u8]>,
-    extract: &Extract,
-    want: fn(&Source) -> Option<&String>,
-) -> Selected {
+fn select_body<'a>(
+    body: Option<&'a [u8]>,
+    extract: &'a Extract,
+    want: fn(&Source) -> Option<&str>,
+) -> Selected<'a> {
     let body = body.ok_or(())?;
-    let pointers: Vec<&String> = extract.sources().filter_map(want).collect();
-    let tokens: Vec<Vec<String>> = pointers.iter().map(|p| json_select::tokens(p)).collect();
-    let values = json_select::select(body, &tokens).map_err(|_| ())?;
-    Ok(pointers.into_iter().cloned().zip(values).collect())
+    let pointers: Vec<&'a str> = extract.sources().filter_map(want).collect();
+    let values = json_select::select(body, &pointers).map_err(|_| ())?;
+    Ok((pointers, values))
 }
 
-fn response_pointer(s: &Source) -> Option<&String> {
+fn response_pointer(s: &Source) -> Option<&str> {
     match s {
         Source::ResponseBody(p) => Some(p),
         _ => None,
     }
 }
 
-fn request_pointer(s: &Source) -> Option<&String> {
+fn request_pointer(s: &Source) -> Option<&str> {
     match s {
         Source::RequestBody(p) => Some(p),
         _ => None,
     }
 }
 
-impl Bodies<'_> {
-    fn read(&mut self, source: &Source, field: &'static str) -> Result<Option<Raw>, ExtractError> {
+impl<'a> Bodies<'a> {
+    fn read(
+        &mut self,
+        source: &'a Source,
+        field: &'static str,
+    ) -> Result<Option<Raw<'a>>, ExtractError> {
         let ex = self.ex;
         let bad_body = |which: &str| ExtractError {
             field,
             reason: format!("{which} body is missing or not JSON"),
         };
-        let lookup =
-            |selected: &Selected, which: &str, ptr: &str| -> Result<Option<Raw>, ExtractError> {
-                let values = selected.as_ref().map_err(|()| bad_body(which))?;
-                match values
-                    .iter()
-                    .find(|(p, _)| p == ptr)
-                    .and_then(|(_, v)| v.as_ref())
-                {
-                    None | Some(Scalar::Null) => Ok(None),
-                    Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
-                    Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
-                    Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(b.to_string()))),
-                    Some(Scalar::Composite) => Err(ExtractError {
-                        field,
-                        reason: format!("{source} is an object or array, expected a scalar"),
-                    }),
-                }
-            };
+        let lookup = |selected: &Selected<'a>,
+                      which: &str,
+                      ptr: &str|
+         -> Result<Option<Raw<'a>>, ExtractError> {
+            let (pointers, values) = selected.as_ref().map_err(|()| bad_body(which))?;
+            match pointers
+                .iter()
+                .position(|p| *p == ptr)
+                .and_then(|i| values.get(i)?.as_ref())
+            {
+                None | Some(Scalar::Null) => Ok(None),
+                Some(Scalar::Str(s)) => Ok(Some(Raw::Text(s.clone()))),
+                Some(Scalar::Num(n)) => Ok(Some(Raw::Number(n.clone()))),
+                Some(Scalar::Bool(b)) => Ok(Some(Raw::Text(Cow::Borrowed(if *b {
+                    "true"
+                } else {
+                    "false"
+                })))),
+                Some(Scalar::Composite) => Err(ExtractError {
+                    field,
+                    reason: format!("{source} is an object or array, expected a scalar"),
+                }),
+            }
+        };
         match source {
             Source::ResponseBody(ptr) => {
                 let extract = self.extract;
@@ -289,26 +345,26 @@ impl Bodies<'_> {
                     field,
                     reason: "request body is not UTF-8".to_owned(),
                 })?;
-                Ok(form_value(text, name).map(Raw::Text))
+                Ok(form_value(text, name).map(|v| Raw::Text(Cow::Owned(v))))
             }
             Source::Header(name) => {
-                Ok(header(ex.request_headers, name).map(|s| Raw::Text(s.to_owned())))
+                Ok(header(ex.request_headers, name).map(|s| Raw::Text(Cow::Borrowed(s))))
             }
             Source::ResponseHeader(name) => {
-                Ok(header(ex.response_headers, name).map(|s| Raw::Text(s.to_owned())))
+                Ok(header(ex.response_headers, name).map(|s| Raw::Text(Cow::Borrowed(s))))
             }
             Source::Cookie(name) => Ok(cookie(ex.request_headers, name)
-                .map(|s| Raw::Text(normalize::percent_decode(s, false)))),
-            Source::Query(name) => Ok(query_value(ex.path, name).map(Raw::Text)),
-            Source::Const(v) => Ok(Some(Raw::Text(v.clone()))),
+                .map(|s| Raw::Text(normalize::percent_decode_cow(s, false)))),
+            Source::Query(name) => Ok(query_value(ex.path, name).map(|v| Raw::Text(Cow::Owned(v)))),
+            Source::Const(v) => Ok(Some(Raw::Text(Cow::Borrowed(v)))),
         }
     }
 
     fn text(
         &mut self,
-        source: &Option<Source>,
+        source: &'a Option<Source>,
         field: &'static str,
-    ) -> Result<Option<String>, ExtractError> {
+    ) -> Result<Option<Cow<'a, str>>, ExtractError> {
         match source {
             None => Ok(None),
             Some(s) => Ok(self
@@ -328,10 +384,14 @@ fn missing(field: &'static str, source: &Source) -> ExtractError {
 
 /// Parses a money amount: a JSON number or a numeric string such as "12.50". In minor units
 /// the value must be an integer and is scaled by the currency's exponent.
-fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
+fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
+    let number;
     let text = match &raw {
-        Raw::Number(n) => n.to_string(),
-        Raw::Text(s) => s.trim().to_owned(),
+        Raw::Number(n) => {
+            number = n.to_string();
+            number.as_str()
+        }
+        Raw::Text(s) => s.trim(),
     };
     let plain = !text.is_empty()
         && text.bytes().filter(|b| *b == b'.').count() <= 1
@@ -362,10 +422,10 @@ fn parse_value(raw: Raw, unit: ValueUnit, currency: &str) -> Result<f64, &'stati
 type ToIdentifier<'a> = dyn Fn(&str) -> Result<Identifier, IdError> + 'a;
 
 /// Builds the event a rule describes from one exchange. `now` is the default timestamp.
-pub fn extract_event(
-    config: &PluginConfig,
-    rule: &Rule,
-    ex: &Exchange<'_>,
+pub fn extract_event<'a>(
+    config: &'a PluginConfig,
+    rule: &'a Rule,
+    ex: &'a Exchange<'a>,
     now: UnixMillis,
 ) -> Result<Extracted, ExtractError> {
     let e = &rule.extract;
@@ -418,14 +478,14 @@ pub fn extract_event(
             let o = b
                 .text(&e.order_id, "order_id")?
                 .ok_or_else(|| missing("order_id", src))?;
-            let o = o.trim().to_owned();
+            let o = o.trim();
             if o.len() > crate::event::MAX_KEY_LEN {
                 return Err(ExtractError {
                     field: "order_id",
                     reason: "longer than 256 bytes".to_owned(),
                 });
             }
-            Some(o)
+            Some(o.to_owned())
         }
     };
 
@@ -498,13 +558,13 @@ pub fn extract_event(
         });
     }
 
-    let ua_source = e
-        .user_agent
-        .clone()
-        .unwrap_or_else(|| Source::Header("user-agent".to_owned()));
-    let user_agent = b
-        .text(&Some(ua_source), "user_agent")?
-        .map(|raw| parse_user_agent(&raw));
+    let user_agent = match &e.user_agent {
+        Some(_) => b.text(&e.user_agent, "user_agent")?,
+        None => header(ex.request_headers, "user-agent")
+            .filter(|t| !t.trim().is_empty())
+            .map(Cow::Borrowed),
+    }
+    .map(|raw| parse_user_agent(&raw));
 
     let click_ids = if ids_cfg.click_ids {
         click_id::click_ids_of_request(ex.request_headers, ex.path)
@@ -554,4 +614,39 @@ pub fn extract_event(
         client_ip_address,
     };
     Ok(Extracted { event, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    /// The lookup `cookie` did before `cookies` read several names in one pass.
+    fn cookie_one_by_one<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_cookies_are_the_one_by_one_lookups(
+            headers in prop::collection::vec(
+                (prop::sample::select(vec!["cookie", "Cookie", "x-cookie"]), "[ab=; \"x]{0,24}")
+                    .prop_map(|(k, v)| (k.to_owned(), v)),
+                0..4,
+            ),
+        ) {
+            let names = ["a", "b", "ab", " a", "x"];
+            let got = cookies(&headers, names);
+            for (name, g) in names.iter().zip(got) {
+                prop_assert_eq!(g, cookie_one_by_one(&headers, name));
+            }
+        }
+    }
 }

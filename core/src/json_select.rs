@@ -1,17 +1,24 @@
 //! Reads the values at a few JSON pointers in one pass over a body, skipping everything else
 //! without building a `Value` tree: the per-event cost in a proxy is mostly JSON, and a rule
 //! needs only a handful of fields from a body of any size.
+//!
+//! The scanner is hand-written (no serde visitor per value, no allocation per key) and accepts
+//! exactly the documents that `serde_json` accepted when this module read them through a
+//! serde visitor, which the tests check against that visitor: strict RFC 8259 syntax; the keys
+//! and values on the pointers' paths are decoded as serde_json decodes them (valid UTF-8, no
+//! lone surrogate escapes, numbers in f64 range), everything else is only skipped (any bytes
+//! ≥ 0x20 inside strings, any depth); at most 127 nested containers on the pointers' paths.
+//! Strings without escapes are borrowed from the body.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 /// What stands at a pointer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Scalar {
-    Str(String),
+pub enum Scalar<'a> {
+    Str(Cow<'a, str>),
     Num(Number),
     Bool(bool),
     Null,
@@ -19,198 +26,669 @@ pub enum Scalar {
     Composite,
 }
 
-/// RFC 6901 reference tokens of a pointer (`/a~1b/0` → `["a/b", "0"]`).
-pub fn tokens(pointer: &str) -> Vec<String> {
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect()
-}
+/// The body is not one valid JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJson;
 
-/// The values at `pointers` (each already split into tokens), in the same order; None where
+type Res<T = ()> = Result<T, NotJson>;
+
+/// The values at `pointers` (RFC 6901, such as `/order/id`), in the same order; None where
 /// nothing stands. Err when the body is not one valid JSON document.
-pub fn select(
-    body: &[u8],
-    pointers: &[Vec<String>],
-) -> Result<Vec<Option<Scalar>>, serde_json::Error> {
+pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a>>>> {
     let mut out = alloc::vec![None; pointers.len()];
-    let live: Vec<usize> = (0..pointers.len()).collect();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    Node {
-        pointers,
-        live: &live,
-        depth: 0,
-        out: &mut out,
+    // One pass per 64 pointers (the live set is a bit mask); always at least one pass, so
+    // that the document is checked even when no pointer is asked for.
+    let mut first = 0;
+    loop {
+        let end = pointers.len().min(first + 64);
+        let (ptrs, slots) = match (pointers.get(first..end), out.get_mut(first..end)) {
+            (Some(p), Some(o)) => (p, o),
+            _ => return Err(NotJson),
+        };
+        let live = if ptrs.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << ptrs.len()) - 1
+        };
+        let paths = Paths::new(ptrs);
+        let mut scan = Scan {
+            b: body,
+            i: 0,
+            depth_left: 128,
+        };
+        scan.visit(&paths, live, 0, slots)?;
+        if scan.ws().is_some() {
+            return Err(NotJson);
+        }
+        first = end;
+        if first >= pointers.len() {
+            return Ok(out);
+        }
     }
-    .deserialize(&mut de)?;
-    de.end()?;
-    Ok(out)
 }
 
-/// One position in the document: `live` are the pointers whose first `depth` tokens led here.
-struct Node<'p, 'o> {
-    pointers: &'p [Vec<String>],
-    live: &'p [usize],
-    depth: usize,
-    out: &'o mut [Option<Scalar>],
-}
-
-impl Node<'_, '_> {
-    fn set_here(&mut self, v: &Scalar) {
-        for &i in self.live {
-            if let (true, Some(slot)) = (self.pointers[i].len() == self.depth, self.out.get_mut(i))
-            {
-                *slot = Some(v.clone());
+/// Whether an escaped reference token (`a~1b`) stands for the key `key` (`a/b`): `~1` is
+/// read as `/` and `~0` as `~`, left to right; any other `~` is itself.
+fn token_eq(token: &[u8], key: &[u8]) -> bool {
+    let mut k = key.iter();
+    let mut i = 0;
+    while let Some(&c) = token.get(i) {
+        let unescaped = match (c, token.get(i + 1)) {
+            (b'~', Some(b'0')) => {
+                i += 2;
+                b'~'
             }
+            (b'~', Some(b'1')) => {
+                i += 2;
+                b'/'
+            }
+            _ => {
+                i += 1;
+                c
+            }
+        };
+        if k.next() != Some(&unescaped) {
+            return false;
         }
     }
-
-    /// Pointers that continue into the child named `token`.
-    fn children(&self, token: &str) -> Vec<usize> {
-        self.live
-            .iter()
-            .copied()
-            .filter(|&i| self.pointers[i].get(self.depth).is_some_and(|t| t == token))
-            .collect()
-    }
+    k.next().is_none()
 }
 
-impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+/// One reference token of one pointer.
+struct Token<'p> {
+    pointer: usize,
+    depth: usize,
+    /// Still escaped.
+    text: &'p [u8],
+    escaped: bool,
 }
 
-impl<'de> Visitor<'de> for Node<'_, '_> {
-    type Value = ();
+/// The pointers (at most 64) split into reference tokens, once per selection.
+struct Paths<'p> {
+    tokens: Vec<Token<'p>>,
+    /// Each pointer's number of tokens.
+    lens: [usize; 64],
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
-        self.set_here(&Scalar::Bool(v));
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
-        self.set_here(&Scalar::Num(Number::from(v)));
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
-        self.set_here(&Scalar::Num(Number::from(v)));
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
-        self.set_here(&Number::from_f64(v).map_or(Scalar::Null, Scalar::Num));
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        if self
-            .live
-            .iter()
-            .any(|&i| self.pointers[i].len() == self.depth)
-        {
-            self.set_here(&Scalar::Str(String::from(v)));
+impl<'p> Paths<'p> {
+    fn new(pointers: &[&'p str]) -> Self {
+        let mut tokens = Vec::with_capacity(pointers.len() * 3);
+        let mut lens = [0; 64];
+        for ((pointer, p), len) in pointers.iter().enumerate().zip(lens.iter_mut()) {
+            // Tokens follow each '/'; a pointer not starting with '/' has none before it.
+            let b = p.as_bytes();
+            let mut depth = 0;
+            let mut start = match b.iter().position(|&c| c == b'/') {
+                Some(i) => i + 1,
+                None => continue,
+            };
+            loop {
+                let end = b
+                    .get(start..)
+                    .and_then(|rest| rest.iter().position(|&c| c == b'/'))
+                    .map(|i| start + i);
+                let text = b.get(start..end.unwrap_or(b.len())).unwrap_or(&[]);
+                tokens.push(Token {
+                    pointer,
+                    depth,
+                    text,
+                    escaped: text.contains(&b'~'),
+                });
+                depth += 1;
+                match end {
+                    Some(e) => start = e + 1,
+                    None => break,
+                }
+            }
+            *len = depth;
         }
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
-        self.set_here(&Scalar::Null);
-        Ok(())
+        Self { tokens, lens }
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        self.set_here(&Scalar::Composite);
-        while let Some(next) = map.next_key_seed(KeyMatch { node: &self })? {
-            match next {
-                Some(live) => map.next_value_seed(Node {
-                    pointers: self.pointers,
-                    live: &live,
-                    depth: self.depth + 1,
-                    out: &mut *self.out,
-                })?,
+    /// Bits of the live pointers that end at `depth`.
+    fn ends_here(&self, live: u64, depth: usize) -> u64 {
+        bits(live)
+            .filter(|&i| self.lens.get(i) == Some(&depth))
+            .fold(0, |m, i| m | 1 << i)
+    }
+
+    /// The distinct tokens that the live pointers continue with below `depth`, for matching
+    /// the keys of one container; None when there are more than fit on the stack.
+    fn candidates(&self, live: u64, depth: usize) -> Option<Candidates<'p>> {
+        let mut c = Candidates {
+            len: 0,
+            items: [(&[][..], false, 0); 8],
+        };
+        for t in &self.tokens {
+            if t.depth != depth || live >> t.pointer & 1 == 0 {
+                continue;
+            }
+            let bit = 1u64 << t.pointer;
+            let used = c.items.get_mut(..c.len)?;
+            match used
+                .iter_mut()
+                .find(|(text, escaped, _)| *escaped == t.escaped && same(text, t.text))
+            {
+                Some((_, _, mask)) => *mask |= bit,
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    *c.items.get_mut(c.len)? = (t.text, t.escaped, bit);
+                    c.len += 1;
                 }
             }
         }
-        Ok(())
+        Some(c)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        self.set_here(&Scalar::Composite);
-        let mut index = 0usize;
-        loop {
-            let mut buf = itoa_buf(index);
-            let live = self.children(buf.as_str());
-            buf.clear();
-            let more = if live.is_empty() {
-                seq.next_element::<IgnoredAny>()?.is_some()
-            } else {
-                seq.next_element_seed(Node {
-                    pointers: self.pointers,
-                    live: &live,
-                    depth: self.depth + 1,
-                    out: &mut *self.out,
-                })?
-                .is_some()
-            };
-            if !more {
-                return Ok(());
+    /// Bits of the live pointers that go on into the child named `key`.
+    fn children(&self, live: u64, depth: usize, key: &[u8]) -> u64 {
+        let mut next = 0;
+        for t in &self.tokens {
+            if t.depth == depth
+                && live >> t.pointer & 1 == 1
+                && if t.escaped {
+                    token_eq(t.text, key)
+                } else {
+                    same(t.text, key)
+                }
+            {
+                next |= 1 << t.pointer;
             }
-            index += 1;
+        }
+        next
+    }
+}
+
+/// A container's candidate tokens: (escaped token, has `~`, pointers it continues).
+struct Candidates<'p> {
+    len: usize,
+    items: [(&'p [u8], bool, u64); 8],
+}
+
+impl Candidates<'_> {
+    fn children(&self, key: &[u8]) -> u64 {
+        let mut next = 0;
+        for &(text, escaped, mask) in self.items.get(..self.len).unwrap_or(&[]) {
+            if if escaped {
+                token_eq(text, key)
+            } else {
+                same(text, key)
+            } {
+                next |= mask;
+            }
+        }
+        next
+    }
+}
+
+/// Byte equality of short strings, without a call to memcmp.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
+}
+
+fn set<'a>(out: &mut [Option<Scalar<'a>>], mask: u64, v: Scalar<'a>) {
+    for i in bits(mask) {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(v.clone());
         }
     }
 }
 
-fn itoa_buf(n: usize) -> String {
-    use core::fmt::Write;
-    let mut s = String::with_capacity(8);
-    let _ = write!(s, "{n}");
-    s
+/// The open containers while skipping, one bit each (1 = object), of any depth.
+struct Nesting {
+    top: u64,
+    len: usize,
+    spilled: Vec<u64>,
 }
 
-/// Reads one object key and answers which pointers go on below it (None: skip the value),
-/// without allocating the key.
-struct KeyMatch<'n, 'p, 'o> {
-    node: &'n Node<'p, 'o>,
-}
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.len > 0 && self.len.is_multiple_of(64) {
+            self.spilled.push(self.top);
+            self.top = 0;
+        }
+        self.top = self.top << 1 | u64::from(object);
+        self.len += 1;
+    }
 
-impl<'de> DeserializeSeed<'de> for KeyMatch<'_, '_, '_> {
-    type Value = Option<Vec<usize>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
+    fn pop(&mut self) {
+        self.top >>= 1;
+        self.len -= 1;
+        if self.len > 0 && self.len.is_multiple_of(64) {
+            self.top = self.spilled.pop().unwrap_or(0);
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.top & 1 == 1
     }
 }
 
-impl<'de> Visitor<'de> for KeyMatch<'_, '_, '_> {
-    type Value = Option<Vec<usize>>;
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// serde_json's recursion limit, counted over the containers on the pointers' paths.
+    depth_left: u8,
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
+impl<'a> Scan<'a> {
+    /// Skips whitespace and peeks at the next byte.
+    #[inline]
+    fn ws(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b' ' | b'\n' | b'\t' | b'\r' => self.i += 1,
+                _ => return Some(c),
+            }
+        }
+        None
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        let live = self.node.children(key);
-        Ok((!live.is_empty()).then_some(live))
+    fn eat(&mut self, c: u8) -> Res {
+        if self.ws() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(NotJson)
+        }
     }
+
+    fn ident(&mut self, word: &[u8]) -> Res {
+        match self.b.get(self.i..self.i + word.len()) {
+            Some(w) if w == word => {
+                self.i += word.len();
+                Ok(())
+            }
+            _ => Err(NotJson),
+        }
+    }
+
+    /// Moves to the next `"`, `\` or control character (or the end), eight bytes at a time.
+    #[inline]
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = ONES << 7;
+        let b = self.b;
+        let mut i = self.i;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            let v = u64::from_le_bytes(arr);
+            // Classic "has a byte below n" tests; the lowest flagged byte is always exact.
+            let ctrl = v.wrapping_sub(ONES * 0x20) & !v;
+            let q = v ^ (ONES * u64::from(b'"'));
+            let quote = q.wrapping_sub(ONES) & !q;
+            let s = v ^ (ONES * u64::from(b'\\'));
+            let backslash = s.wrapping_sub(ONES) & !s;
+            let hit = (ctrl | quote | backslash) & HIGH;
+            if hit != 0 {
+                self.i = i + (hit.trailing_zeros() / 8) as usize;
+                return;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        self.i = i;
+    }
+
+    /// After an opening quote: moves past the closing one. Returns where the contents end and
+    /// whether they hold escapes. Checks escapes' syntax and refuses control characters, but
+    /// neither UTF-8 nor surrogates (serde_json skips strings the same way).
+    #[inline(always)]
+    fn string(&mut self) -> Res<(usize, bool)> {
+        let mut escaped = false;
+        loop {
+            self.skip_plain();
+            match self.b.get(self.i) {
+                Some(b'"') => {
+                    let end = self.i;
+                    self.i += 1;
+                    return Ok((end, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match self.b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 2..self.i + 6).ok_or(NotJson)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(NotJson);
+                            }
+                            self.i += 6;
+                        }
+                        _ => return Err(NotJson),
+                    }
+                }
+                _ => return Err(NotJson),
+            }
+        }
+    }
+
+    /// The decoded string whose contents are `start..end` (quotes excluded), decoded and
+    /// checked as serde_json decodes a string it deserializes.
+    fn decode(&self, start: usize, end: usize, escaped: bool) -> Res<Cow<'a, str>> {
+        if escaped {
+            let quoted = self.b.get(start - 1..end + 1).ok_or(NotJson)?;
+            serde_json::from_slice::<String>(quoted)
+                .map(Cow::Owned)
+                .map_err(|_| NotJson)
+        } else {
+            let raw = self.b.get(start..end).ok_or(NotJson)?;
+            core::str::from_utf8(raw)
+                .map(Cow::Borrowed)
+                .map_err(|_| NotJson)
+        }
+    }
+
+    /// Moves past one number (RFC 8259 grammar).
+    fn number(&mut self) -> Res {
+        let digits = |s: &mut Self| {
+            let start = s.i;
+            while s.b.get(s.i).is_some_and(u8::is_ascii_digit) {
+                s.i += 1;
+            }
+            s.i - start
+        };
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => {
+                self.i += 1;
+                if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    return Err(NotJson);
+                }
+            }
+            Some(b'1'..=b'9') => {
+                digits(self);
+            }
+            _ => return Err(NotJson),
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if digits(self) == 0 {
+                return Err(NotJson);
+            }
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if digits(self) == 0 {
+                return Err(NotJson);
+            }
+        }
+        Ok(())
+    }
+
+    /// After an object's `{` or `,`: one key (not decoded) and its colon.
+    #[inline(always)]
+    fn skip_key(&mut self) -> Res {
+        self.eat(b'"')?;
+        self.string()?;
+        self.eat(b':')
+    }
+
+    /// Skips one value of any depth without recursion.
+    fn skip_value(&mut self) -> Res {
+        let mut open = Nesting {
+            top: 0,
+            len: 0,
+            spilled: Vec::new(),
+        };
+        loop {
+            // A value starts here.
+            match self.ws().ok_or(NotJson)? {
+                b'{' => {
+                    self.i += 1;
+                    if self.ws() == Some(b'}') {
+                        self.i += 1;
+                    } else {
+                        open.push(true);
+                        self.skip_key()?;
+                        continue;
+                    }
+                }
+                b'[' => {
+                    self.i += 1;
+                    if self.ws() == Some(b']') {
+                        self.i += 1;
+                    } else {
+                        open.push(false);
+                        continue;
+                    }
+                }
+                b'"' => {
+                    self.i += 1;
+                    self.string()?;
+                }
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.ident(b"true")?,
+                b'f' => self.ident(b"false")?,
+                b'n' => self.ident(b"null")?,
+                _ => return Err(NotJson),
+            }
+            // A value ended: close containers until one takes a comma.
+            loop {
+                if open.len == 0 {
+                    return Ok(());
+                }
+                let object = open.in_object();
+                match self.ws() {
+                    Some(b',') => {
+                        self.i += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    Some(b']') if !object => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    _ => return Err(NotJson),
+                }
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Res {
+        self.depth_left -= 1;
+        if self.depth_left == 0 {
+            Err(NotJson)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One value on the pointers' path: `live` are the pointers whose first `depth` tokens
+    /// led here.
+    fn visit(
+        &mut self,
+        paths: &Paths<'_>,
+        live: u64,
+        depth: usize,
+        out: &mut [Option<Scalar<'a>>],
+    ) -> Res {
+        let here = paths.ends_here(live, depth);
+        match self.ws().ok_or(NotJson)? {
+            b'{' => {
+                self.enter()?;
+                self.i += 1;
+                set(out, here, Scalar::Composite);
+                let cands = paths.candidates(live, depth);
+                let children = |key: &[u8]| match &cands {
+                    Some(c) => c.children(key),
+                    None => paths.children(live, depth, key),
+                };
+                if self.ws() == Some(b'}') {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.eat(b'"')?;
+                        let start = self.i;
+                        let (end, escaped) = self.string()?;
+                        let next = if escaped {
+                            let key = self.decode(start, end, true)?;
+                            children(key.as_bytes())
+                        } else {
+                            // Only compared: checked as UTF-8 (as serde_json does) but not
+                            // turned into a str.
+                            let raw = self.b.get(start..end).ok_or(NotJson)?;
+                            if !raw.is_ascii() && core::str::from_utf8(raw).is_err() {
+                                return Err(NotJson);
+                            }
+                            children(raw)
+                        };
+                        self.eat(b':')?;
+                        if next == 0 {
+                            self.skip_value()?;
+                        } else {
+                            self.visit(paths, next, depth + 1, out)?;
+                        }
+                        match self.ws() {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return Err(NotJson),
+                        }
+                    }
+                }
+                self.depth_left += 1;
+            }
+            b'[' => {
+                self.enter()?;
+                self.i += 1;
+                set(out, here, Scalar::Composite);
+                let cands = paths.candidates(live, depth);
+                if self.ws() == Some(b']') {
+                    self.i += 1;
+                } else {
+                    let mut index = 0usize;
+                    loop {
+                        let mut buf = [0u8; 20];
+                        let key = decimal(index, &mut buf);
+                        let next = match &cands {
+                            Some(c) => c.children(key),
+                            None => paths.children(live, depth, key),
+                        };
+                        if next == 0 {
+                            self.skip_value()?;
+                        } else {
+                            self.visit(paths, next, depth + 1, out)?;
+                        }
+                        match self.ws() {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return Err(NotJson),
+                        }
+                        index += 1;
+                    }
+                }
+                self.depth_left += 1;
+            }
+            b'"' => {
+                self.i += 1;
+                let start = self.i;
+                let (end, escaped) = self.string()?;
+                let s = self.decode(start, end, escaped)?;
+                if here != 0 {
+                    set(out, here, Scalar::Str(s));
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                self.number()?;
+                // Parsed even when nothing ends here: serde_json refuses out-of-range numbers
+                // on the path the same way.
+                let text = self.b.get(start..self.i).ok_or(NotJson)?;
+                let n = serde_json::from_slice::<Number>(text).map_err(|_| NotJson)?;
+                set(out, here, Scalar::Num(n));
+            }
+            b't' => {
+                self.ident(b"true")?;
+                set(out, here, Scalar::Bool(true));
+            }
+            b'f' => {
+                self.ident(b"false")?;
+                set(out, here, Scalar::Bool(false));
+            }
+            b'n' => {
+                self.ident(b"null")?;
+                set(out, here, Scalar::Null);
+            }
+            _ => return Err(NotJson),
+        }
+        Ok(())
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
     use alloc::vec;
+    use proptest::prelude::*;
 
-    fn sel(body: &str, ptrs: &[&str]) -> Vec<Option<Scalar>> {
-        let p: Vec<Vec<String>> = ptrs.iter().map(|p| tokens(p)).collect();
-        select(body.as_bytes(), &p).unwrap()
+    fn sel(body: &str, ptrs: &[&str]) -> Vec<Option<Scalar<'static>>> {
+        select(body.as_bytes(), ptrs)
+            .unwrap()
+            .into_iter()
+            .map(|v| {
+                v.map(|s| match s {
+                    Scalar::Str(c) => Scalar::Str(Cow::Owned(c.into_owned())),
+                    Scalar::Num(n) => Scalar::Num(n),
+                    Scalar::Bool(b) => Scalar::Bool(b),
+                    Scalar::Null => Scalar::Null,
+                    Scalar::Composite => Scalar::Composite,
+                })
+            })
+            .collect()
     }
 
     #[test]
     fn agrees_with_value_pointer() {
-        let body = r#"{"order":{"id":"A-1","total":12.5,"n":3,"neg":-2,"ok":true,"none":null,"items":[{"sku":"x"},{"sku":"y"}]},"a/b":{"~":"t"},"":1}"#;
+        let body = r#"{"order":{"id":"A-1","total":12.5,"n":3,"neg":-2,"ok":true,"none":null,"items":[{"sku":"x"},{"sku":"y"}]},"a/b":{"~":"t"},"":1,"esc":"q\"\u00e9"}"#;
         let ptrs = [
             "/order/id",
             "/order/total",
@@ -224,12 +702,13 @@ mod tests {
             "/a~1b/~0",
             "/",
             "/order/items/9/sku",
+            "/esc",
         ];
         let got = sel(body, &ptrs);
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         for (p, g) in ptrs.iter().zip(&got) {
             let want = v.pointer(p).map(|x| match x {
-                serde_json::Value::String(s) => Scalar::Str(s.clone()),
+                serde_json::Value::String(s) => Scalar::Str(Cow::Owned(s.clone())),
                 serde_json::Value::Number(n) => Scalar::Num(n.clone()),
                 serde_json::Value::Bool(b) => Scalar::Bool(*b),
                 serde_json::Value::Null => Scalar::Null,
@@ -240,12 +719,358 @@ mod tests {
     }
 
     #[test]
+    fn unescaped_strings_are_borrowed() {
+        let body = br#"{"a":"plain","b":"t\u0061b"}"#;
+        let got = select(body, &["/a", "/b"]).unwrap();
+        assert!(matches!(&got[0], Some(Scalar::Str(Cow::Borrowed("plain")))));
+        assert!(matches!(&got[1], Some(Scalar::Str(Cow::Owned(s))) if s == "tab"));
+    }
+
+    #[test]
     fn invalid_documents_are_errors() {
-        let p = vec![tokens("/a")];
-        for bad in ["", "{", "{\"a\":1} x", "[1,]", "\u{1}"] {
-            assert!(select(bad.as_bytes(), &p).is_err(), "{bad:?}");
+        for bad in [
+            "",
+            "{",
+            "{\"a\":1} x",
+            "[1,]",
+            "\u{1}",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+        ] {
+            assert!(select(bad.as_bytes(), &["/a"]).is_err(), "{bad:?}");
+            assert!(select(bad.as_bytes(), &[]).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(10_000);
-        assert!(select(deep.as_bytes(), &p).is_err());
+        assert!(select(deep.as_bytes(), &["/a"]).is_err());
+    }
+
+    #[test]
+    fn more_than_64_pointers() {
+        let body = r#"{"a":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69]}"#;
+        let ptrs: Vec<String> = (0..70).map(|i| alloc::format!("/a/{i}")).collect();
+        let refs: Vec<&str> = ptrs.iter().map(String::as_str).collect();
+        let got = sel(body, &refs);
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g, &Some(Scalar::Num(Number::from(i as u64))));
+        }
+    }
+
+    /// The serde visitor this module used before the hand-written scanner: the oracle for
+    /// which documents are accepted and what is read from them.
+    mod oracle {
+        use alloc::string::String;
+        use alloc::vec::Vec;
+        use core::fmt;
+        use serde::de::{
+            self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+        };
+        use serde_json::Number;
+
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Scalar {
+            Str(String),
+            Num(Number),
+            Bool(bool),
+            Null,
+            Composite,
+        }
+
+        pub fn tokens(pointer: &str) -> Vec<String> {
+            pointer
+                .split('/')
+                .skip(1)
+                .map(|t| t.replace("~1", "/").replace("~0", "~"))
+                .collect()
+        }
+
+        pub fn select(
+            body: &[u8],
+            pointers: &[Vec<String>],
+        ) -> Result<Vec<Option<Scalar>>, serde_json::Error> {
+            let mut out = alloc::vec![None; pointers.len()];
+            let live: Vec<usize> = (0..pointers.len()).collect();
+            let mut de = serde_json::Deserializer::from_slice(body);
+            Node {
+                pointers,
+                live: &live,
+                depth: 0,
+                out: &mut out,
+            }
+            .deserialize(&mut de)?;
+            de.end()?;
+            Ok(out)
+        }
+
+        struct Node<'p, 'o> {
+            pointers: &'p [Vec<String>],
+            live: &'p [usize],
+            depth: usize,
+            out: &'o mut [Option<Scalar>],
+        }
+
+        impl Node<'_, '_> {
+            fn set_here(&mut self, v: &Scalar) {
+                for &i in self.live {
+                    if let (true, Some(slot)) =
+                        (self.pointers[i].len() == self.depth, self.out.get_mut(i))
+                    {
+                        *slot = Some(v.clone());
+                    }
+                }
+            }
+
+            fn children(&self, token: &str) -> Vec<usize> {
+                self.live
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.pointers[i].get(self.depth).is_some_and(|t| t == token))
+                    .collect()
+            }
+        }
+
+        impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for Node<'_, '_> {
+            type Value = ();
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+                self.set_here(&Scalar::Bool(v));
+                Ok(())
+            }
+            fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+                self.set_here(&Scalar::Num(Number::from(v)));
+                Ok(())
+            }
+            fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+                self.set_here(&Scalar::Num(Number::from(v)));
+                Ok(())
+            }
+            fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+                self.set_here(&Number::from_f64(v).map_or(Scalar::Null, Scalar::Num));
+                Ok(())
+            }
+            fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+                if self
+                    .live
+                    .iter()
+                    .any(|&i| self.pointers[i].len() == self.depth)
+                {
+                    self.set_here(&Scalar::Str(String::from(v)));
+                }
+                Ok(())
+            }
+            fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+                self.set_here(&Scalar::Null);
+                Ok(())
+            }
+            fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+                self.set_here(&Scalar::Composite);
+                while let Some(next) = map.next_key_seed(KeyMatch { node: &self })? {
+                    match next {
+                        Some(live) => map.next_value_seed(Node {
+                            pointers: self.pointers,
+                            live: &live,
+                            depth: self.depth + 1,
+                            out: &mut *self.out,
+                        })?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+                self.set_here(&Scalar::Composite);
+                let mut index = 0usize;
+                loop {
+                    let live = self.children(&alloc::format!("{index}"));
+                    let more = if live.is_empty() {
+                        seq.next_element::<IgnoredAny>()?.is_some()
+                    } else {
+                        seq.next_element_seed(Node {
+                            pointers: self.pointers,
+                            live: &live,
+                            depth: self.depth + 1,
+                            out: &mut *self.out,
+                        })?
+                        .is_some()
+                    };
+                    if !more {
+                        return Ok(());
+                    }
+                    index += 1;
+                }
+            }
+        }
+
+        struct KeyMatch<'n, 'p, 'o> {
+            node: &'n Node<'p, 'o>,
+        }
+
+        impl<'de> DeserializeSeed<'de> for KeyMatch<'_, '_, '_> {
+            type Value = Option<Vec<usize>>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for KeyMatch<'_, '_, '_> {
+            type Value = Option<Vec<usize>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+                let live = self.node.children(key);
+                Ok((!live.is_empty()).then_some(live))
+            }
+        }
+    }
+
+    fn same_as_oracle(body: &[u8], ptrs: &[&str]) {
+        let tokens: Vec<Vec<String>> = ptrs.iter().map(|p| oracle::tokens(p)).collect();
+        let want = oracle::select(body, &tokens).ok();
+        let got = select(body, ptrs).ok().map(|vals| {
+            vals.into_iter()
+                .map(|v| {
+                    v.map(|s| match s {
+                        Scalar::Str(c) => oracle::Scalar::Str(c.into_owned()),
+                        Scalar::Num(n) => oracle::Scalar::Num(n),
+                        Scalar::Bool(b) => oracle::Scalar::Bool(b),
+                        Scalar::Null => oracle::Scalar::Null,
+                        Scalar::Composite => oracle::Scalar::Composite,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            got,
+            want,
+            "body {:?} pointers {ptrs:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
+    #[test]
+    fn edge_cases_match_the_serde_visitor() {
+        let p = ["/a", "/a/b", "/a/0", "/x~1y", "/~0", "/"];
+        for body in [
+            &b"{\"a\":\"\\ud800\"}"[..],    // lone surrogate on the path
+            b"{\"z\":\"\\ud800\"}",         // ... and off the path
+            b"{\"a\":\"\xff\"}",            // invalid UTF-8 on the path
+            b"{\"z\":\"\xff\",\"\xfe\":1}", // ... off the path and in a top key
+            b"{\"z\":{\"\xfe\":1}}",        // ... in a skipped key
+            b"{\"a\":1e400}",               // out of range on the path
+            b"{\"z\":1e400}",               // ... off the path
+            b"{\"a\":{\"b\":-0}}",
+            b"{\"a\":[1e400]}",
+            b"{\"a\":[0,{\"b\":1}]}",
+            b"{\"a\":\"x\",\"a\":{\"b\":2}}",
+            b"{\"a\":{\"b\":2},\"a\":3}",
+            b"{\"x/y\":1,\"~\":2,\"\":3}",
+            b"{\"a\":\"\x7f\"}",
+            b"{\"a\":\"\x1f\"}",
+            b" {\"a\" : [ ] , \"b\" : { } } ",
+            b"{\"a\":tru}",
+            b"{\"a\":nul}",
+            b"{\"a\":\"\\u00\"}",
+            b"{\"a\":\"\\x\"}",
+            b"{\"a\":\"\\ud83d\\ude00\"}",
+            b"{\"a\":\"\\ud83d\\u0041\"}",
+        ] {
+            same_as_oracle(body, &p);
+        }
+        let deep_on_path = alloc::format!("{{\"a\":{}1{}}}", "[".repeat(130), "]".repeat(130));
+        let deep_ptr = alloc::format!("/a{}", "/0".repeat(130));
+        same_as_oracle(deep_on_path.as_bytes(), &[deep_ptr.as_str()]);
+        for n in [120, 125, 126, 127, 128, 129] {
+            let body = alloc::format!("{}1{}", "[".repeat(n), "]".repeat(n));
+            let ptr = "/0".repeat(n);
+            same_as_oracle(body.as_bytes(), &[ptr.as_str()]);
+            same_as_oracle(body.as_bytes(), &["/a"]);
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let key = prop::sample::select(vec!["a", "b", "0", "1", "x/y", "~", "", "é", "a\"b"]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z\"\\\\/\u{0}-\u{1f}é€😀]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn pointer() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(vec![
+            "a", "b", "0", "1", "x~1y", "~0", "", "é", "a\"b", "01",
+        ]);
+        prop::collection::vec(token, 1..4).prop_map(|t| {
+            t.iter().fold(String::new(), |mut s, t| {
+                s.push('/');
+                s.push_str(t);
+                s
+            })
+        })
+    }
+
+    /// Edits that push a valid document towards the cases serde_json refuses.
+    fn edit() -> impl Strategy<Value = (usize, u8, &'static [u8])> {
+        let inserts: Vec<&'static [u8]> = vec![
+            b"\"", b"\\", b"{", b"}", b"[", b"]", b",", b":", b"\x01", b"\xff", b"\xc3", b"0",
+            b"e", b"-", b" ", b"\\ud800", b"1e400", b"\\u12", b"", b"truex", b"\n",
+        ];
+        (any::<usize>(), 0u8..3, prop::sample::select(inserts))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_document_reads_as_the_serde_visitor_read_it(
+            v in json_value(),
+            pretty in any::<bool>(),
+            ptrs in prop::collection::vec(pointer(), 0..5),
+            edits in prop::collection::vec(edit(), 0..3),
+        ) {
+            let mut body = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            for (at, op, bytes) in edits {
+                let at = at % (body.len() + 1);
+                match op {
+                    0 => { body.splice(at..at, bytes.iter().copied()); }
+                    1 if at < body.len() => { body.remove(at); }
+                    _ => { if at < body.len() { body[at] = bytes.first().copied().unwrap_or(b' '); } }
+                }
+            }
+            let refs: Vec<&str> = ptrs.iter().map(String::as_str).collect();
+            same_as_oracle(&body, &refs);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Identifier normalization and hashing, so that the same person hashes to the same value on
 //! every host (the platforms match on these bytes).
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
@@ -49,17 +50,23 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of any bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
     }
-    out
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// SHA-256 of the bytes as 64 lower-case hex characters.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
+}
+
+/// The 64 lower-case hex characters of a finished SHA-256.
+pub(crate) fn finish_hex(hasher: Sha256) -> String {
+    hex(&hasher.finalize())
 }
 
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
@@ -72,10 +79,19 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// Trimmed and lower-cased, refused unless it looks like `local@domain.tld`.
 pub fn normalize_email(raw: &str) -> Result<String, IdError> {
     let e = raw.trim().to_lowercase();
+    check_email(&e)?;
+    Ok(e)
+}
+
+/// Longest email address accepted (RFC 5321 path limit).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// The checks of [`normalize_email`] on the trimmed, lower-cased address.
+fn check_email(e: &str) -> Result<(), IdError> {
     if e.is_empty() {
         return Err(IdError::Empty);
     }
-    if e.len() > 254 {
+    if e.len() > MAX_EMAIL_LEN {
         return Err(IdError::TooLong);
     }
     let (local, domain) = e.split_once('@').ok_or(IdError::NotAnEmail)?;
@@ -98,7 +114,7 @@ pub fn normalize_email(raw: &str) -> Result<String, IdError> {
                 )
         });
     if plausible {
-        Ok(e)
+        Ok(())
     } else {
         Err(IdError::NotAnEmail)
     }
@@ -109,6 +125,17 @@ pub fn normalize_email(raw: &str) -> Result<String, IdError> {
 pub fn hash_email(raw: &str) -> Result<String, IdError> {
     if is_sha256_hex(raw) {
         return Ok(raw.trim().to_ascii_lowercase());
+    }
+    let t = raw.trim();
+    if t.is_ascii() && t.len() <= MAX_EMAIL_LEN {
+        // ASCII lower-cases in place: no String for the normalized address.
+        let mut buf = [0u8; MAX_EMAIL_LEN];
+        let lower = buf.get_mut(..t.len()).ok_or(IdError::TooLong)?;
+        lower.copy_from_slice(t.as_bytes());
+        lower.make_ascii_lowercase();
+        let e = core::str::from_utf8(lower).map_err(|_| IdError::NotAnEmail)?;
+        check_email(e)?;
+        return Ok(sha256_hex(e.as_bytes()));
     }
     normalize_email(raw).map(|e| sha256_hex(e.as_bytes()))
 }
@@ -246,6 +273,15 @@ pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdE
     Ok(String::from(t))
 }
 
+/// [`percent_decode`], borrowing the input when there is nothing to decode.
+pub fn percent_decode_cow(s: &str, plus_as_space: bool) -> Cow<'_, str> {
+    if s.bytes().any(|b| b == b'%' || (plus_as_space && b == b'+')) {
+        Cow::Owned(percent_decode(s, plus_as_space))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Percent-decoding for query strings, cookies and form bodies (`+` as space only when asked).
 pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     let b = s.as_bytes();
@@ -271,6 +307,23 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The in-place ASCII path of hash_email is the String path of normalize_email.
+        #[test]
+        fn hash_email_is_normalize_then_hash(
+            raw in prop_oneof![
+                "[ \t]{0,2}[A-Za-z0-9.+_-]{0,12}@[A-Za-z0-9.-]{0,12}[ \n]{0,2}",
+                "[ -~]{0,20}",
+                "\\PC{0,20}",
+                "[a@.]{250,260}",
+            ]
+        ) {
+            prop_assume!(!is_sha256_hex(&raw));
+            prop_assert_eq!(hash_email(&raw), normalize_email(&raw).map(|e| sha256_hex(e.as_bytes())));
+        }
+    }
 
     const JANE: &str = "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d";
     const PHONE_US: &str = "758fbf68945f21c416814c539ab578876c8d98fb69e6da692def92cd52417fe0";

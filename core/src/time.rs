@@ -40,6 +40,55 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// Appends [`format_iso8601`]'s text to `out` without formatting machinery.
+pub fn write_iso8601(t: UnixMillis, out: &mut alloc::vec::Vec<u8>) {
+    let days = t.div_euclid(86_400_000);
+    let ms_of_day = t.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let Ok(year @ 0..=9999) = u32::try_from(y) else {
+        // Years of other widths: the general formatter.
+        out.extend_from_slice(format_iso8601(t).as_bytes());
+        return;
+    };
+    // ms_of_day is in 0..86_400_000, so it fits u32.
+    let ms = ms_of_day as u32;
+    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let [y0, y1] = two(year / 100);
+    let [y2, y3] = two(year % 100);
+    let [mo0, mo1] = two(m);
+    let [d0, d1] = two(d);
+    let [h0, h1] = two(ms / 3_600_000);
+    let [mi0, mi1] = two(ms / 60_000 % 60);
+    let [s0, s1] = two(ms / 1000 % 60);
+    let milli = ms % 1000;
+    out.extend_from_slice(&[
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+        b'.',
+        b'0' + (milli / 100) as u8,
+        b'0' + (milli / 10 % 10) as u8,
+        b'0' + (milli % 10) as u8,
+        b'Z',
+    ]);
+}
+
 /// Formats as ISO 8601 UTC with milliseconds: `2026-11-26T09:42:00.000Z`.
 pub fn format_iso8601(t: UnixMillis) -> String {
     let days = t.div_euclid(86_400_000);
@@ -208,6 +257,31 @@ pub fn parse_http_date(s: &str) -> Option<UnixMillis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_iso8601_is_format_iso8601() {
+        let mut cases = alloc::vec![
+            0,
+            -1,
+            1_764_150_000_123,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            i64::MAX / 4,
+            i64::MIN / 4,
+        ];
+        let mut x: i64 = 0x1234_5678_9abc;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            cases.push(x >> 20);
+        }
+        for t in cases {
+            let mut out = alloc::vec::Vec::new();
+            write_iso8601(t, &mut out);
+            assert_eq!(out, format_iso8601(t).into_bytes(), "t = {t}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {
