@@ -286,6 +286,10 @@ fn envoy(sh: &Sh) -> (Outcome, Vec<String>) {
         envoy_bin = Some(setup::ensure_envoy(sh)?);
         Ok(())
     });
+    // Natively, with the filter's own feature set (its serde_json has no float_roundtrip).
+    s.step("filter unit tests", || {
+        sh.run(sh.cargo().args(["test", "-p", "capi-proxy-wasm-filter"]))
+    });
     s.step("build filter", || sh.run(sh.cargo().args(FILTER_BUILD)));
     s.step("build capi CLI", || {
         sh.run(sh.cargo().args(["build", "-p", "capi-cli"]))
