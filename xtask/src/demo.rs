@@ -13,9 +13,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::filter::{self, FILTER_WASM};
 use crate::setup;
 use crate::sh::{Res, Sh, err, fmt_duration};
-use crate::test::FILTER_BUILD;
 
 const TOKEN: &str = "demo-token";
 /// The fixed ports of envoy.yaml (and of the sink and shop it points at).
@@ -24,7 +24,7 @@ const SHOP_PORT: u16 = 18080;
 const LISTENER_PORT: u16 = 10000;
 const ADMIN_PORT: u16 = 9901;
 /// Where envoy.yaml loads the filter from and which CA it trusts (relative to the repo root).
-const YAML_WASM: &str = "target/wasm32-wasip1/release/capi_proxy_wasm_filter.wasm";
+const YAML_WASM: &str = "target/wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm";
 const SINK_CERT_DIR: &str = "target/capi-sink";
 
 const SERVER_START_LIMIT: Duration = Duration::from_secs(30);
@@ -40,7 +40,7 @@ const SAFARI: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKi
 pub fn run(sh: &Sh) -> Res {
     setup::ensure_targets(sh, &["wasm32-wasip1"])?;
     let envoy = setup::ensure_envoy(sh)?;
-    sh.run(sh.cargo().args(FILTER_BUILD))?;
+    filter::build(sh)?;
     sh.run(sh.cargo().args(["build", "-p", "capi-cli"]))?;
 
     let target = sh.target_dir();
@@ -206,9 +206,7 @@ fn envoy_config(sh: &Sh, dir: &Path) -> Res<(PathBuf, String)> {
     let path = sh.root.join("envoy.yaml");
     let yaml =
         std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    let built = sh
-        .target_dir()
-        .join("wasm32-wasip1/release/capi_proxy_wasm_filter.wasm");
+    let built = sh.target_dir().join(FILTER_WASM);
     if built == sh.root.join(YAML_WASM) {
         return Ok((PathBuf::from("envoy.yaml"), yaml));
     }

