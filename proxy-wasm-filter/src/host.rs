@@ -35,17 +35,6 @@ pub fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// One header (lower-case name) of a map, lossily decoded.
-pub fn header(map: MapType, name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(map, name) {
-        Ok(Some(v)) => Some(match String::from_utf8(v) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }),
-        _ => None,
-    }
-}
-
 /// All headers of a map whose (lower-case) names pass `keep`.
 pub fn headers(map: MapType, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
     match hostcalls::get_map_bytes(map) {

@@ -132,9 +132,11 @@ struct State {
     active: Option<Active>,
     metrics: Metrics,
     /// Requests no rule matched since the last tick (exported on the tick, so a non-matching
-    /// request costs no host call beyond reading three pseudo-headers).
+    /// request costs no host call beyond reading the request headers).
     no_rule: u64,
     tick_ms: u32,
+    /// When the armed (periodic) tick fires next, host clock ms.
+    tick_next: i64,
     /// Set when Envoy asked the root to stop (`on_done`) while events were still held.
     draining_since: Option<i64>,
 }
@@ -165,10 +167,18 @@ impl State {
                 .clamp(1, IDLE_TICK_MS),
             None => IDLE_TICK_MS,
         };
-        // Only re-arm on change: a stream of pushes must not keep postponing a 1 ms kick.
-        if want != self.tick_ms {
+        // After a push, re-arm only when the armed tick would fire too late: a stream of pushes
+        // must not keep postponing a 1 ms kick, nor pay a host call each (with batching, the
+        // wait left changes every millisecond). The tick that fires reschedules exactly.
+        let rearm = if kick {
+            now + i64::from(want) < self.tick_next
+        } else {
+            want != self.tick_ms
+        };
+        if rearm {
             host::set_tick_period(want);
             self.tick_ms = want;
+            self.tick_next = now + i64::from(want);
         }
     }
 }
@@ -182,10 +192,12 @@ fn destination_for_log(config: &PluginConfig) -> String {
 }
 
 fn log_settled(config: &PluginConfig, settled: &[Settled], what: &str, now: i64) {
+    // One host call per answer, not per event of the batch.
+    let debug = host::enabled(LogLevel::Debug);
     for s in settled {
         match &s.plan {
             DeliveryPlan::Delivered => {
-                if host::enabled(LogLevel::Debug) {
+                if debug {
                     host::log(
                         LogLevel::Debug,
                         &format!(
@@ -489,6 +501,7 @@ impl RootContext for Root {
                 }
                 st.active = Some(active);
                 st.tick_ms = IDLE_TICK_MS;
+                st.tick_next = host::now_ms() + i64::from(IDLE_TICK_MS);
                 host::set_tick_period(IDLE_TICK_MS);
                 true
             }
@@ -503,11 +516,12 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Ok(mut st) = self.state.try_borrow_mut()
-            && st.no_rule > 0
-        {
-            let n = std::mem::take(&mut st.no_rule);
-            st.metrics.add(C::SkippedNoRule, n);
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.tick_next = host::now_ms() + i64::from(st.tick_ms);
+            if st.no_rule > 0 {
+                let n = std::mem::take(&mut st.no_rule);
+                st.metrics.add(C::SkippedNoRule, n);
+            }
         }
         self.pump();
         if let Ok(mut st) = self.state.try_borrow_mut() {
@@ -560,6 +574,11 @@ impl Track {
     }
 }
 
+/// The value of header `name` (lower-case) in a map from `host::headers`.
+fn get<'a>(map: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    map.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 /// Appends a body chunk unless the total would pass `limit`; false when it would.
 fn copy_chunk(which: BufferType, into: &mut Vec<u8>, chunk_size: usize, limit: usize) -> bool {
     if chunk_size == 0 {
@@ -569,7 +588,11 @@ fn copy_chunk(which: BufferType, into: &mut Vec<u8>, chunk_size: usize, limit: u
         return false;
     }
     if let Some(chunk) = host::buffer(which, 0, chunk_size) {
-        into.extend_from_slice(&chunk);
+        if into.is_empty() {
+            *into = chunk; // the usual single chunk: no second copy
+        } else {
+            into.extend_from_slice(&chunk);
+        }
     }
     true
 }
@@ -604,9 +627,16 @@ impl Http {
             return;
         };
         let Some(a) = st.active.as_ref() else { return };
-        let method = host::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
-        let path = host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
-        let authority = host::header(MapType::HttpRequestHeaders, ":authority").unwrap_or_default();
+        // The whole map in one host call: cheaper than one call per pseudo-header and per
+        // header the rule needs (the filter only runs on the routes that enable it).
+        let mut all = host::headers(MapType::HttpRequestHeaders, |_| true);
+        let mut take = |name: &str| {
+            all.iter_mut()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| std::mem::take(v))
+                .unwrap_or_default()
+        };
+        let (method, path, authority) = (take(":method"), take(":path"), take(":authority"));
         let Some(rule) = a.config.match_request(&method, &authority, &path) else {
             st.no_rule += 1;
             return;
@@ -618,9 +648,8 @@ impl Http {
             return;
         };
         let reads_request_body = rule_needs.reads_request_body;
-        let request_headers = host::headers(MapType::HttpRequestHeaders, |k| {
-            rule_needs.request_headers.iter().any(|n| n == k)
-        });
+        all.retain(|(k, _)| rule_needs.request_headers.iter().any(|n| n == k));
+        let request_headers = all;
         self.count(C::Matched);
         let rule_name = config.rules.get(rule).map_or("?", |r| r.name.as_str());
         if let Err(denied) = consent::check(&config.consent, &request_headers) {
@@ -678,13 +707,15 @@ impl Http {
 
     fn response_started(&mut self, end_of_stream: bool) {
         let Some(t) = self.track.as_mut() else { return };
-        let status = host::header(MapType::HttpResponseHeaders, ":status")
+        // One host call for the whole map, as for the request.
+        let mut all = host::headers(MapType::HttpResponseHeaders, |_| true);
+        let status = get(&all, ":status")
             .and_then(|s| s.trim().parse::<u16>().ok())
             .unwrap_or(0);
-        let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
-        let matches = t
-            .rule()
-            .is_some_and(|r| r.matcher.matches_response(status, content_type.as_deref()));
+        let matches = t.rule().is_some_and(|r| {
+            r.matcher
+                .matches_response(status, get(&all, "content-type"))
+        });
         if !matches {
             self.give_up(
                 C::SkippedStatus,
@@ -698,14 +729,9 @@ impl Http {
         let Some(needs) = needs.get(t.rule) else {
             return;
         };
-        t.response_headers = host::headers(MapType::HttpResponseHeaders, |k| {
-            needs.response_headers.iter().any(|n| n == k)
-        });
         if needs.reads_response_body {
             let limit = t.config.limits.max_body_bytes;
-            match parse_encoding(
-                host::header(MapType::HttpResponseHeaders, "content-encoding").as_deref(),
-            ) {
+            match parse_encoding(get(&all, "content-encoding")) {
                 Ok(e) => t.response_encoding = e,
                 Err(_) => {
                     self.give_up(
@@ -716,8 +742,7 @@ impl Http {
                     return;
                 }
             }
-            let length = host::header(MapType::HttpResponseHeaders, "content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let length = get(&all, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
             if length.is_some_and(|n| n > limit as u64) {
                 self.give_up(
                     C::SkippedBodyTooLarge,
@@ -728,6 +753,8 @@ impl Http {
             }
             t.response_body = Some(Vec::new());
         }
+        all.retain(|(k, _)| needs.response_headers.iter().any(|n| n == k));
+        t.response_headers = all;
         if end_of_stream {
             self.finish();
         }
@@ -789,7 +816,7 @@ impl Http {
                 return;
             }
         };
-        if host::enabled(LogLevel::Debug) {
+        if !extracted.skipped.is_empty() && host::enabled(LogLevel::Debug) {
             for s in &extracted.skipped {
                 host::log(
                     LogLevel::Debug,
