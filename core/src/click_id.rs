@@ -145,12 +145,33 @@ pub fn normalize_ip(raw: &str) -> Option<String> {
     }
     let bare = if let Some(rest) = first.strip_prefix('[') {
         rest.split_once(']')?.0
-    } else if first.matches(':').count() == 1 {
+    } else if first.bytes().filter(|&b| b == b':').count() == 1 {
         first.split_once(':')?.0
     } else {
         first
     };
-    bare.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+    bare.parse::<IpAddr>().ok().map(|ip| match ip {
+        IpAddr::V4(v4) => ipv4_text(v4.octets()),
+        IpAddr::V6(v6) => v6.to_string(),
+    })
+}
+
+/// `a.b.c.d`, as `Ipv4Addr`'s Display writes it, without the formatting machinery.
+fn ipv4_text(octets: [u8; 4]) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -198,6 +219,19 @@ mod tests {
             vec![("fbclid", "fb.1.2"), ("gclid", "new"), ("ttclid", "a")]
         );
         assert!(click_ids_of_request(&[], "/checkout").is_empty());
+    }
+
+    #[test]
+    fn ipv4_text_is_display() {
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 255] {
+                let octets = [a, b, 255 - a, b / 3];
+                assert_eq!(
+                    ipv4_text(octets),
+                    core::net::Ipv4Addr::from(octets).to_string()
+                );
+            }
+        }
     }
 
     #[test]

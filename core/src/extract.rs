@@ -307,7 +307,8 @@ impl<'a> Bodies<'a> {
             let (pointers, values) = selected.as_ref().map_err(|()| bad_body(which))?;
             match pointers
                 .iter()
-                .position(|p| *p == ptr)
+                // The pointer is the one select_body took from the same source: same address.
+                .position(|p| p.len() == ptr.len() && (p.as_ptr() == ptr.as_ptr() || *p == ptr))
                 .and_then(|i| values.get(i)?.as_ref())
             {
                 None | Some(Scalar::Null) => Ok(None),

@@ -61,12 +61,20 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of the bytes as 64 lower-case hex characters.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    finish_hex(Sha256::new_with_prefix(data))
 }
 
-/// The 64 lower-case hex characters of a finished SHA-256.
+/// The 64 lower-case hex characters of a finished SHA-256, written into a fixed array first.
 pub(crate) fn finish_hex(hasher: Sha256) -> String {
-    hex(&hasher.finalize())
+    let digest: [u8; 32] = hasher.finalize().into();
+    let mut text = [0u8; 64];
+    for (pair, b) in text.chunks_exact_mut(2).zip(digest) {
+        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+    }
+    // Hex digits are ASCII.
+    core::str::from_utf8(&text)
+        .map(String::from)
+        .unwrap_or_default()
 }
 
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
