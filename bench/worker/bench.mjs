@@ -21,11 +21,13 @@ const WARMUP = Number(process.env.BENCH_WARMUP || DEFAULTS.warmup);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || DEFAULTS.rounds);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || DEFAULTS.connections);
 const THREADS = Number(process.env.BENCH_THREADS || DEFAULTS.threads);
-const SCENARIOS = [
+const ALL_SCENARIOS = [
   { name: 'collect', script: 'collect.lua', what: 'POST /collect: validate, normalize, SHA-256 (email, phone, event_id), 202; delivery in waitUntil' },
   { name: 'proxy (matching checkout)', script: 'proxy.lua', what: 'POST /bench/checkout forwarded to the origin, response tee parsed, conversion built and delivered in waitUntil' },
   { name: 'proxy (pass-through)', script: 'passthrough.lua', what: 'GET of a page that matches no rule: forwarded only' },
 ];
+// BENCH_SCENARIOS=collect,pass-through (names contain the words) runs a subset while iterating.
+const SCENARIOS = process.env.BENCH_SCENARIOS ? ALL_SCENARIOS.filter((s) => process.env.BENCH_SCENARIOS.split(',').some((w) => s.name.includes(w))) : ALL_SCENARIOS;
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'capi-worker-bench-'));
 const logs = path.join(root, 'target/worker-bench');
@@ -237,7 +239,7 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   lines.push(`- Bundle, gzip -9: Rust ${(sizes.rust / 1024).toFixed(1)} KiB (index.js + index_bg.wasm), JavaScript ${(sizes.js / 1024).toFixed(1)} KiB. Goal ≤ 300 KiB.`);
   lines.push('- `wrangler dev` runs the Worker locally behind a proxy workerd and Node with an inspector attached (every console.log crosses it): compare rows with each other, not with production Cloudflare. Background load moves single runs by ±30 %: read the per-round medians and spreads, not one run.');
   lines.push('');
-  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
+  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
   lines.push('');
   return { text: lines.join('\n'), verdicts };
 }
