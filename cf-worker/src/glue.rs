@@ -203,9 +203,10 @@ enum BodyError {
     Broken,
 }
 
-/// Reads a body stream, giving up past `max` bytes. The rest of an over-size body is then
-/// read and thrown away (up to [`DRAIN_LIMIT`]) before the stream is cancelled: answering
-/// while the client still uploads breaks the next request in `wrangler dev`'s local proxy.
+/// Reads a body stream, giving up past `max` bytes ([`js::read_capped`]: the chunks are read in
+/// JS, one promise for the whole body). The rest of an over-size body is read and thrown away
+/// (up to 1 MiB) before the stream is cancelled: answering while the client still uploads
+/// breaks the next request in `wrangler dev`'s local proxy.
 async fn read_capped(
     stream: Option<web_sys::ReadableStream>,
     max: usize,
@@ -213,53 +214,17 @@ async fn read_capped(
     let Some(stream) = stream else {
         return Ok(Vec::new());
     };
-    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut out = Vec::new();
-    loop {
-        let Some(arr) = next_chunk(&reader).await? else {
-            return Ok(out);
-        };
-        let len = arr.length() as usize;
-        if out.len() + len > max {
-            drain(&reader, out.len() + len).await;
-            return Err(BodyError::TooLarge);
-        }
-        let start = out.len();
-        out.resize(start + len, 0);
-        if let Some(dst) = out.get_mut(start..) {
-            arr.copy_to(dst);
-        }
-    }
-}
-
-/// Most bytes read and discarded from a body that is refused.
-const DRAIN_LIMIT: usize = 1 << 20;
-
-async fn next_chunk(
-    reader: &web_sys::ReadableStreamDefaultReader,
-) -> Result<Option<Uint8Array>, BodyError> {
-    let chunk = JsFuture::from(reader.read())
+    let read = JsFuture::from(js::read_capped(&stream, max as f64))
         .await
         .map_err(|_| BodyError::Broken)?;
-    let done = Reflect::get(&chunk, &JsValue::from_str("done"))
-        .ok()
-        .and_then(|d| d.as_bool())
-        .unwrap_or(true);
-    if done {
-        return Ok(None);
+    match read.as_f64() {
+        Some(1.0) => Err(BodyError::TooLarge),
+        Some(_) => Err(BodyError::Broken),
+        None => read
+            .dyn_into::<Uint8Array>()
+            .map(|b| b.to_vec())
+            .map_err(|_| BodyError::Broken),
     }
-    let value = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|_| BodyError::Broken)?;
-    Ok(Some(value.unchecked_into()))
-}
-
-async fn drain(reader: &web_sys::ReadableStreamDefaultReader, mut seen: usize) {
-    while seen <= DRAIN_LIMIT {
-        match next_chunk(reader).await {
-            Ok(Some(arr)) => seen += arr.length() as usize,
-            _ => return,
-        }
-    }
-    let _ = reader.cancel();
 }
 
 /// The copy of a body that proxy mode reads after the fact.
@@ -315,13 +280,13 @@ async fn read_known(raw: &web_sys::Request, max: usize) -> Result<Vec<u8>, BodyE
     Ok(arr.to_vec())
 }
 
-/// Discards a request body that will not be read (a refused collect request).
+/// Discards a request body that will not be read (a refused collect request): read and thrown
+/// away up to 1 MiB, then cancelled.
 async fn discard(raw: &web_sys::Request) {
     if let Some(stream) = raw.body()
         && !raw.body_used()
     {
-        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-        drain(&reader, 0).await;
+        let _ = read_capped(Some(stream), 0).await;
     }
 }
 

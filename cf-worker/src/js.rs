@@ -129,6 +129,47 @@ export async function kv_delete(kv, key) {
 
 const EMPTY = new Uint8Array(0);
 
+function concat(chunks, n) {
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+export async function read_capped(stream, max) {
+  let reader;
+  try {
+    reader = stream.getReader();
+  } catch {
+    return 2;
+  }
+  const chunks = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return concat(chunks, n);
+      n += value.length;
+      if (n > max) break;
+      chunks.push(value);
+    }
+  } catch {
+    return 2;
+  }
+  try {
+    while (n <= 1048576) {
+      const r = await reader.read();
+      if (r.done) return 1;
+      n += r.value.length;
+    }
+    reader.cancel().catch(() => {});
+  } catch {}
+  return 1;
+}
+
 async function read_small(response) {
   try {
     const cl = response.headers.get("content-length");
@@ -154,13 +195,7 @@ async function read_small(response) {
       }
       chunks.push(value);
     }
-    const out = new Uint8Array(n);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concat(chunks, n);
   } catch {
     return EMPTY;
   }
@@ -223,6 +258,9 @@ extern "C" {
     /// KV dedup claim: reads the key, writes `pending` with the TTL unless it exists. Resolves
     /// to 0 (new), 1 (already there) or 2 (the read failed; the write was still tried).
     pub fn kv_claim(kv: &JsValue, key: &str, ttl_s: f64) -> js_sys::Promise;
+    /// Reads a body stream up to `max` bytes, in one promise: the bytes; 1 when it is longer
+    /// (the rest read and thrown away up to 1 MiB, then the stream cancelled); 2 when it broke.
+    pub fn read_capped(stream: &web_sys::ReadableStream, max: f64) -> js_sys::Promise;
     /// The key's value or `null` (also when KV fails).
     pub fn kv_get(kv: &JsValue, key: &str) -> js_sys::Promise;
     /// Writes a value with a TTL; failures are ignored (dedup is best effort).
