@@ -220,8 +220,10 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
     const so = ratios('solo', sc, rps);
     const hc = ratios('h2h', sc, wcpu);
     const sc2 = ratios('solo', sc, wcpu);
-    const yes = (x) => (x >= 1 ? 'yes' : 'no');
-    const verdict = `throughput ${yes(median(h))} head to head, ${yes(median(so))} solo; workerd CPU ${median(sc2) <= 1 ? 'lower or equal' : 'higher'} (solo)`;
+    // Judged on the medians as printed (two decimals).
+    const shown = (x) => Number(fmt(x));
+    const yes = (x) => (shown(x) >= 1 ? 'yes' : 'no');
+    const verdict = `throughput ${yes(median(h))} head to head, ${yes(median(so))} solo; workerd CPU ${shown(median(sc2)) <= 1 ? 'lower or equal' : 'higher'} (solo)`;
     verdicts.push(verdict);
     lines.push(`| ${sc.name} | ${spread(h)} | ${spread(so)} | ${spread(hc)} | ${spread(sc2)} | ${verdict} |`);
   }
