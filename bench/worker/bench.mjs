@@ -10,19 +10,24 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import {
-  freePort, groupCpuMs, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, wranglerGroups, writeWranglerConfig,
+  freePort, groupCpuByRole, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, wranglerGroups, writeWranglerConfig,
 } from '../../tests/worker/lib.mjs';
+import { benchConfig } from './config.mjs';
 
-const DURATION = Number(process.env.BENCH_DURATION || 8);
-const WARMUP = Number(process.env.BENCH_WARMUP || 2);
-const ROUNDS = Number(process.env.BENCH_ROUNDS || 2);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 16);
-const THREADS = Number(process.env.BENCH_THREADS || 2);
-const SCENARIOS = [
+// Defaults keep the whole run near 10 minutes on 2 cores (5 rounds × 3 scenarios × 4 runs).
+const DEFAULTS = { rounds: 5, duration: 5, warmup: 1, connections: 16, threads: 2 };
+const DURATION = Number(process.env.BENCH_DURATION || DEFAULTS.duration);
+const WARMUP = Number(process.env.BENCH_WARMUP || DEFAULTS.warmup);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || DEFAULTS.rounds);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || DEFAULTS.connections);
+const THREADS = Number(process.env.BENCH_THREADS || DEFAULTS.threads);
+const ALL_SCENARIOS = [
   { name: 'collect', script: 'collect.lua', what: 'POST /collect: validate, normalize, SHA-256 (email, phone, event_id), 202; delivery in waitUntil' },
   { name: 'proxy (matching checkout)', script: 'proxy.lua', what: 'POST /bench/checkout forwarded to the origin, response tee parsed, conversion built and delivered in waitUntil' },
   { name: 'proxy (pass-through)', script: 'passthrough.lua', what: 'GET of a page that matches no rule: forwarded only' },
 ];
+// BENCH_SCENARIOS=collect,pass-through (names contain the words) runs a subset while iterating.
+const SCENARIOS = process.env.BENCH_SCENARIOS ? ALL_SCENARIOS.filter((s) => process.env.BENCH_SCENARIOS.split(',').some((w) => s.name.includes(w))) : ALL_SCENARIOS;
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'capi-worker-bench-'));
 const logs = path.join(root, 'target/worker-bench');
@@ -81,24 +86,32 @@ async function waitStable(sink) {
   return after;
 }
 
+const ROLES = ['worker', 'proxy', 'node', 'other'];
+
 /** One measurement: warm-up then run, on one or several Workers at the same time. */
 async function measure(ws, sc, tag) {
   const before = await Promise.all(ws.map((w) => w.sink.stats().then((st) => st.accepted_events)));
   const warm = await Promise.all(ws.map((w) => wrk(w.base, sc.script, WARMUP, `${w.name}${tag}w`).then(parseWrk)));
-  await sleep(1000);
-  const cpu0 = ws.map((w) => groupCpuMs(wranglerGroups[w.name]));
+  await sleep(500);
+  const cpu0 = ws.map((w) => groupCpuByRole(wranglerGroups[w.name]));
   const outs = await Promise.all(ws.map((w) => wrk(w.base, sc.script, DURATION, `${w.name}${tag}`)));
   const after = await Promise.all(ws.map((w) => waitStable(w.sink)));
-  // CPU of the Worker's whole wrangler dev (workerd + its Node proxy), delivery included.
-  const cpu1 = ws.map((w) => groupCpuMs(wranglerGroups[w.name]));
+  // CPU per process of the Worker's wrangler dev, delivery (waitUntil) included.
+  const cpu1 = ws.map((w) => groupCpuByRole(wranglerGroups[w.name]));
   return ws.map((w, i) => {
     fs.appendFileSync(path.join(logs, 'wrk.log'), `== ${sc.name} ${w.name} ${tag}\n${outs[i]}\n`);
     const r = parseWrk(outs[i]);
-    return { ...r, delivered: after[i] - before[i], total: r.requests + (warm[i].requests || 0), cpu: r.requests ? (cpu1[i] - cpu0[i]) / r.requests : NaN };
+    const cpu = Object.fromEntries(ROLES.map((k) => [k, r.requests ? (cpu1[i][k] - cpu0[i][k]) / r.requests : NaN]));
+    cpu.total = ROLES.reduce((a, k) => a + cpu[k], 0);
+    return { ...r, delivered: after[i] - before[i], total: r.requests + (warm[i].requests || 0), cpu };
   });
 }
 
+const loads = [];
+let loadStart;
+
 async function main() {
+  loadStart = os.loadavg();
   const sinkBin = 'debug';
   const origin = await startOrigin(await freePort());
   // Copies: a later build must not reload a Worker mid-run.
@@ -115,21 +128,7 @@ async function main() {
   for (const [name, main] of [['rust', path.join(rustDir, 'index.js')], ['js', path.join(jsDir, 'index.js')], ['baseline', path.join(baseDir, 'index.js')]]) {
     // Each Worker has its own sink, so that events are counted per Worker.
     const sinkUrl = await startSink({ token: 'bench-token', record: path.join(work, `events-${name}.jsonl`), logFile: path.join(logs, `sink-${name}.log`), bin: path.join(root, `target/${sinkBin}/capi`) });
-    const config = {
-      destination: { format: 'seed', url: `${sinkUrl}/v1/conversions`, allow_http_loopback: true, timeout_ms: 5000, advertiser_id: 4242, data_source_key: 'bench' },
-      auth: { bearer_token_env: 'CAPI_TOKEN' },
-      identifiers: { default_calling_code: '1', phone_as: 'HashedPhone' },
-      consent: { honor_gpc: true },
-      limits: { max_body_bytes: 65536, dedup_window_ms: 600000, dedup_capacity: 100000 },
-      retry: { max_attempts: 3, max_age_ms: 60000, base_backoff_ms: 500, max_backoff_ms: 2000 },
-      rules: [
-        {
-          name: 'checkout', conversion_type: 'Purchase',
-          match: { method: 'POST', path: '/bench/checkout', status: [200], content_type: 'application/json' },
-          extract: { order_id: 'response:/order/id', value: 'response:/order/total', currency: 'response:/order/currency', email: 'response:/customer/email', guid: 'cookie:capi_guid', first_party_id: 'response:/customer/id' },
-        },
-      ],
-    };
+    const config = benchConfig(sinkUrl);
     const vars = { CAPI_CONFIG: JSON.stringify(config), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
     const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-bench-${name}`, main, vars, secrets: { CAPI_TOKEN: 'bench-token' } });
     const base = await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(logs, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`) });
@@ -148,24 +147,30 @@ async function main() {
   const results = { solo: {}, h2h: {} };
   const push = (kind, sc, name, r) => {
     ((results[kind][sc.name] ||= {})[name] ||= []).push(r);
-    console.log(`${kind.padEnd(4)} ${sc.name.padEnd(26)} ${name.padEnd(8)}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, CPU ${r.cpu.toFixed(2)} ms/req, errors ${r.errors}, delivered ${r.delivered}/${r.total}`);
+    console.log(`${kind.padEnd(4)} ${sc.name.padEnd(26)} ${name.padEnd(8)}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, CPU ms/req workerd ${r.cpu.worker.toFixed(2)} + proxy ${r.cpu.proxy.toFixed(2)} + node ${r.cpu.node.toFixed(2)} = ${r.cpu.total.toFixed(2)}, errors ${r.errors}, delivered ${r.delivered}/${r.total}`);
   };
-  for (const sc of SCENARIOS) {
-    for (let round = 0; round < ROUNDS; round += 1) {
+  const started = Date.now();
+  // Rounds outside, scenarios inside: a scenario's rounds are spread over the whole run, so a
+  // burst of background load weighs on every scenario's median alike.
+  for (let round = 0; round < ROUNDS; round += 1) {
+    for (const sc of SCENARIOS) {
       const tag = `${round}${Date.now().toString(36)}`;
       // Head to head: both Workers loaded at the same time share whatever else the machine does.
       const [rr, jr] = await measure([workers.rust, workers.js], sc, `h${tag}`);
       push('h2h', sc, 'rust', rr);
       push('h2h', sc, 'js', jr);
-      // Solo, alternating the order, the baseline included.
+      // Solo, the order alternating per round, the baseline included.
       const order = round % 2 === 0 ? ['rust', 'js', 'baseline'] : ['baseline', 'js', 'rust'];
       for (const name of order) {
         const [r] = await measure([workers[name]], sc, `s${tag}`);
         push('solo', sc, name, r);
       }
     }
+    console.log(`round ${round + 1}/${ROUNDS} done at ${((Date.now() - started) / 1000).toFixed(0)} s, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    loads.push(os.loadavg()[0]);
   }
-  return { results, sizes, sinkBin };
+  const seconds = (Date.now() - started) / 1000;
+  return { results, sizes, sinkBin, seconds, loads, loadStart };
 }
 
 const median = (xs) => {
@@ -173,43 +178,72 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function section({ results, sizes, sinkBin }) {
+const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '—');
+
+function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   const wv = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
   const wrkVersion = `${wv.stdout}${wv.stderr}`.split('\n')[0].trim().replace(/^wrk /, '').replace(/ Copyright.*$/, '');
   const wranglerVersion = execFileSync(path.join(root, 'node_modules/.bin/wrangler'), ['--version'], { encoding: 'utf8' }).trim().split('\n').pop();
   const label = { rust: 'Rust (wasm)', js: 'JavaScript', baseline: 'baseline (no work)' };
+  const runs = (kind, sc, w) => results[kind][sc.name][w];
+  const med = (kind, sc, w, get) => median(runs(kind, sc, w).map(get));
   const row = (sc, kind, w) => {
-    const rs = results[kind][sc.name][w];
-    const m = (k) => median(rs.map((r) => r[k]));
-    const delivered = w === 'baseline' ? '—' : `${m('delivered').toFixed(0)} / ${m('total').toFixed(0)}`;
-    return `| ${sc.name} | ${label[w]} | ${m('rps').toFixed(0)} | ${m('p50').toFixed(1)} | ${m('p99').toFixed(1)} | ${m('cpu').toFixed(2)} | ${m('errors').toFixed(0)} | ${delivered} |`;
+    const m = (get) => med(kind, sc, w, get);
+    const delivered = w === 'baseline' ? '—' : `${fmt(m((r) => r.delivered), 0)} / ${fmt(m((r) => r.total), 0)}`;
+    return `| ${sc.name} | ${label[w]} | ${fmt(m((r) => r.rps), 0)} | ${fmt(m((r) => r.p50), 1)} | ${fmt(m((r) => r.p99), 1)} | **${fmt(m((r) => r.cpu.worker))}** | ${fmt(m((r) => r.cpu.proxy))} | ${fmt(m((r) => r.cpu.node))} | ${fmt(m((r) => r.cpu.total))} | ${fmt(m((r) => r.errors), 0)} | ${delivered} |`;
   };
-  const ratio = (kind, sc) => median(results[kind][sc.name].rust.map((r) => r.rps)) / median(results[kind][sc.name].js.map((r) => r.rps));
-  const head = ['| scenario | Worker | req/s | p50 ms | p99 ms | CPU ms/req | errors | events delivered / requests |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
-  const cpuRatio = (sc) => median(results.solo[sc.name].rust.map((r) => r.cpu)) / median(results.solo[sc.name].js.map((r) => r.cpu));
+  // Per-round ratios (the two runs of a round are next to each other in time, or simultaneous).
+  const ratios = (kind, sc, get) => runs(kind, sc, 'rust').map((r, i) => get(r) / get(runs(kind, sc, 'js')[i]));
+  const spread = (xs) => `${fmt(median(xs))}× (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
+  const rps = (r) => r.rps;
+  const wcpu = (r) => r.cpu.worker;
+  const head = [
+    '| scenario | Worker | req/s | p50 ms | p99 ms | CPU ms/req: workerd running the Worker | workerd proxy | Node (wrangler) | all | errors | events delivered / requests |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  const loadText = `load average (1 min) ${loadStart.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) at the start, ${loads.map((x) => x.toFixed(1)).join(', ')} at the end of each round`;
   const lines = [
     '## Worker',
     '',
-    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up, medians of ${ROUNDS} rounds.`,
+    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up; ${ROUNDS} rounds, each running every scenario head to head then solo (order alternating); tables show medians over the rounds. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${fmt(seconds / 60, 1)} min, ${loadText}.`,
     '',
-    `**Head to head** (the Rust and the JavaScript Worker loaded at the same time, so both meet the same background load; the fairest ratio on a shared machine):`,
+    'Every request crosses two workerd processes and wrangler\'s Node process: CPU per request is split by process (user + system time from /proc/<pid>/stat over the run and until delivery settles, divided by the requests wrk completed; 10 ms ticks). **workerd running the Worker** is where the Worker\'s code runs (with Miniflare\'s KV and Queues simulators and the outbound fetches); the workerd proxy and Node carry the request and every log line, and cost about the same whatever the Worker does.',
     '',
-    ...head,
+    '**Rust / JavaScript, per round** (median over the rounds, min–max in brackets; throughput above 1 and CPU below 1 favour Rust):',
+    '',
+    '| scenario | req/s, head to head | req/s, solo | workerd CPU/req, head to head | workerd CPU/req, solo | Rust ≥ JS? |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
   ];
+  const verdicts = [];
+  for (const sc of SCENARIOS) {
+    const h = ratios('h2h', sc, rps);
+    const so = ratios('solo', sc, rps);
+    const hc = ratios('h2h', sc, wcpu);
+    const sc2 = ratios('solo', sc, wcpu);
+    // Judged on the medians as printed (two decimals).
+    const shown = (x) => Number(fmt(x));
+    const yes = (x) => (shown(x) >= 1 ? 'yes' : 'no');
+    const verdict = `throughput ${yes(median(h))} head to head, ${yes(median(so))} solo; workerd CPU ${shown(median(sc2)) <= 1 ? 'lower or equal' : 'higher'} (solo)`;
+    verdicts.push(verdict);
+    lines.push(`| ${sc.name} | ${spread(h)} | ${spread(so)} | ${spread(hc)} | ${spread(sc2)} | ${verdict} |`);
+  }
+  lines.push('', '**Head to head** (the Rust and the JavaScript Worker loaded at the same time, so both meet the same background load):', '', ...head);
   for (const sc of SCENARIOS) for (const w of ['rust', 'js']) lines.push(row(sc, 'h2h', w));
-  lines.push('', '**Solo** (one Worker at a time, order alternating per round; the baseline is the ceiling of this setup):', '', ...head);
+  lines.push('', '**Solo** (one Worker at a time; the baseline is the ceiling of this setup):', '', ...head);
   for (const sc of SCENARIOS) for (const w of ['rust', 'js', 'baseline']) lines.push(row(sc, 'solo', w));
   lines.push('');
-  for (const sc of SCENARIOS) lines.push(`- ${sc.name}: ${sc.what}. Rust/JS throughput: head to head ${ratio('h2h', sc).toFixed(2)}×, solo ${ratio('solo', sc).toFixed(2)}×; CPU per request (solo) ${cpuRatio(sc).toFixed(2)}×.`);
-  lines.push('- CPU ms/req: user + system time of the Worker\'s whole `wrangler dev` process group (workerd and wrangler\'s Node proxy, which carries every request and log line) during the run, delivery included, divided by the requests wrk completed. Less sensitive to the machine\'s background load than req/s.');
+  for (const sc of SCENARIOS) {
+    const over = (w) => fmt(med('solo', sc, w, wcpu) - med('solo', sc, 'baseline', wcpu));
+    lines.push(`- ${sc.name}: ${sc.what}. Per-round Rust/JS req/s, head to head: ${ratios('h2h', sc, rps).map((x) => fmt(x)).join(', ')}; solo: ${ratios('solo', sc, rps).map((x) => fmt(x)).join(', ')}. workerd CPU over the baseline's (solo medians): Rust ${over('rust')} ms/req, JavaScript ${over('js')} ms/req.`);
+  }
   lines.push('- baseline (bench/worker/baseline/): collect reads the body and answers 202; everything else is forwarded to the origin. Our work (the waitUntil delivery: KV read and writes, one subrequest to the sink, two log lines) is what separates the collect rows from it.');
   lines.push('- "Events delivered" counts what the Worker\'s sink accepted from the start of the warm-up until it stopped counting, against the requests wrk completed in warm-up and run; requests cut off in flight when wrk stops are still delivered (up to twice the connections more).');
   lines.push(`- Bundle, gzip -9: Rust ${(sizes.rust / 1024).toFixed(1)} KiB (index.js + index_bg.wasm), JavaScript ${(sizes.js / 1024).toFixed(1)} KiB. Goal ≤ 300 KiB.`);
-  lines.push('- `wrangler dev` runs the Worker locally behind a Node proxy with an inspector attached (every console.log crosses it): compare rows with each other, not with production Cloudflare. Background load on this machine moves solo figures by ±30 % from run to run.');
+  lines.push('- `wrangler dev` runs the Worker locally behind a proxy workerd and Node with an inspector attached (every console.log crosses it): compare rows with each other, not with production Cloudflare. Background load moves single runs by ±30 %: read the per-round medians and spreads, not one run.');
   lines.push('');
-  lines.push('Command: `cargo xtask bench worker` (or `bash bench/worker/run.sh`); raw wrk output in target/worker-bench/wrk.log. Settings: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_THREADS.');
+  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
   lines.push('');
-  return lines.join('\n');
+  return { text: lines.join('\n'), verdicts };
 }
 
 function writeSection(text) {
@@ -230,8 +264,8 @@ function writeSection(text) {
 let code = 0;
 try {
   const r = await main();
-  const text = section(r);
-  writeSection(text);
+  const { text } = section(r);
+  if (process.env.BENCH_WRITE !== '0') writeSection(text);
   console.log(`\n${text}`);
 } catch (e) {
   console.error(`worker bench failed: ${e.stack || e.message}`);

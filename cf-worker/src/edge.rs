@@ -62,8 +62,8 @@ impl Reject {
     }
 
     /// `{"error": "...", "field": "..."}`.
-    pub fn body(&self) -> Vec<u8> {
-        serde_json::to_vec(&json!({ "error": self.message, "field": self.field }))
+    pub fn body(&self) -> String {
+        serde_json::to_string(&json!({ "error": self.message, "field": self.field }))
             .unwrap_or_default()
     }
 }
@@ -336,7 +336,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status, 413);
         assert_eq!(
-            String::from_utf8(e.body()).unwrap(),
+            e.body(),
             r#"{"error":"body of 11 bytes is over the limit of 10 bytes","field":"body"}"#
         );
     }

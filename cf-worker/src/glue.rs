@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use capi_core::config::PluginConfig;
 use capi_core::consent;
@@ -12,23 +11,22 @@ use capi_core::extract::{Exchange, header};
 use capi_core::outbox::DedupWindow;
 use capi_core::request::build_request;
 use capi_core::{ConversionEvent, collect_event, extract_event};
-use futures_util::future::{Either, select};
 use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::{
-    AnalyticsEngineDataPointBuilder, Context, Delay, Env, KvStore, MessageBatch, MessageBuilder,
-    MessageExt, QueueRetryOptionsBuilder, RawMessage, event,
+    AnalyticsEngineDataPointBuilder, Context, Env, MessageBatch, MessageBuilder, MessageExt,
+    QueueRetryOptionsBuilder, RawMessage, event,
 };
 
 use crate::edge::{self, Reject};
+use crate::js;
 use crate::message::{self, RetryMessage};
 use crate::settings::{Settings, names};
 use crate::telemetry::{Counters, Line};
-
-type Headers = Vec<(String, String)>;
+use crate::wire::{self, Headers, RequestHead};
 
 /// What the isolate reads once from its environment (a new deployment is a new isolate).
 struct Loaded {
@@ -36,6 +34,8 @@ struct Loaded {
     config: Result<Rc<PluginConfig>, String>,
     collect_secret: Option<String>,
     admin_token: Option<String>,
+    /// Whether Analytics Engine is bound (looked up once: most deployments leave it out).
+    analytics_bound: bool,
 }
 
 thread_local! {
@@ -48,26 +48,9 @@ fn count(f: impl FnOnce(&mut Counters)) {
     COUNTERS.with(|c| f(&mut c.borrow_mut()));
 }
 
-thread_local! {
-    /// `console.log` and `console`, looked up once.
-    static CONSOLE: Option<(js_sys::Function, JsValue)> = {
-        let console = Reflect::get(&js_sys::global(), &JsValue::from_str("console")).ok();
-        console.and_then(|c| Reflect::get(&c, &JsValue::from_str("log")).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).map(|f| (f, c)))
-    };
-}
-
-/// Writes one log line. The call is queued as a microtask, so `console.log` runs on a shallow
-/// stack: with an inspector attached (wrangler dev, `wrangler tail`) the runtime records the
-/// caller's stack with every message, and the Worker's async Rust stack is deep.
+/// Writes one log line (from a microtask, see [`js::log_line`]).
 fn log(line: Line) {
-    let text = JsValue::from_str(&line.render());
-    CONSOLE.with(|c| {
-        if let Some((log, console)) = c {
-            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-            let bound: JsValue = log.bind1(console, &text).into();
-            global.queue_microtask(bound.unchecked_ref());
-        }
-    });
+    js::log_line(&line.render());
 }
 
 fn now_ms() -> i64 {
@@ -121,6 +104,7 @@ fn load(env: &Env) -> Rc<Loaded> {
         config,
         collect_secret: nonempty(names::COLLECT_SECRET),
         admin_token: nonempty(names::ADMIN_TOKEN),
+        analytics_bound: binding(env, names::ANALYTICS).is_some(),
     });
     if let Err(e) = &loaded.settings {
         log(Line::new("error", "settings_invalid").text("error", e));
@@ -144,22 +128,11 @@ fn load(env: &Env) -> Rc<Loaded> {
     loaded
 }
 
-fn header_list(h: &web_sys::Headers) -> Headers {
-    let mut out = Vec::with_capacity(16);
-    for item in h.entries().into_iter().flatten() {
-        let pair: js_sys::Array = item.unchecked_into();
-        if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            out.push((k.to_ascii_lowercase(), v));
-        }
-    }
-    out
-}
-
-fn some_headers(h: &web_sys::Headers, names: &[&str]) -> Headers {
-    names
-        .iter()
-        .filter_map(|n| h.get(n).ok().flatten().map(|v| ((*n).to_owned(), v)))
-        .collect()
+/// A binding of the environment (KV namespace, queue, dataset), when bound.
+fn binding(env: &Env, name: &str) -> Option<JsValue> {
+    Reflect::get(env.as_ref(), &JsValue::from_str(name))
+        .ok()
+        .filter(JsValue::is_object)
 }
 
 /// `(host without port, path with query)` of an absolute URL.
@@ -188,27 +161,19 @@ fn js_err(e: JsValue) -> worker::Error {
     )
 }
 
+/// A response of ours, in one call ([`js::respond`]); a body is JSON.
 fn respond(
     status: u16,
     headers: &[(&str, String)],
-    body: Option<&[u8]>,
+    body: Option<&str>,
 ) -> worker::Result<web_sys::Response> {
-    let h = web_sys::Headers::new().map_err(js_err)?;
-    for (k, v) in headers {
-        h.append(k, v).map_err(js_err)?;
+    let r = js::respond(status, &wire::pack_headers(headers), body);
+    if r.is_null() {
+        return Err(worker::Error::JsError(
+            "the response could not be built".to_owned(),
+        ));
     }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(status);
-    init.set_headers(&h);
-    let resp = match body {
-        Some(b) => {
-            h.set("content-type", "application/json").map_err(js_err)?;
-            let arr = Uint8Array::from(b);
-            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&arr), &init)
-        }
-        None => web_sys::Response::new_with_opt_str_and_init(None, &init),
-    };
-    resp.map_err(js_err)
+    Ok(r.unchecked_into())
 }
 
 fn json_response(
@@ -216,7 +181,7 @@ fn json_response(
     cors: &[(&str, String)],
     v: &serde_json::Value,
 ) -> worker::Result<web_sys::Response> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    let body = serde_json::to_string(v).unwrap_or_default();
     respond(status, cors, Some(&body))
 }
 
@@ -238,9 +203,10 @@ enum BodyError {
     Broken,
 }
 
-/// Reads a body stream, giving up past `max` bytes. The rest of an over-size body is then
-/// read and thrown away (up to [`DRAIN_LIMIT`]) before the stream is cancelled: answering
-/// while the client still uploads breaks the next request in `wrangler dev`'s local proxy.
+/// Reads a body stream, giving up past `max` bytes ([`js::read_capped`]: the chunks are read in
+/// JS, one promise for the whole body). The rest of an over-size body is read and thrown away
+/// (up to 1 MiB) before the stream is cancelled: answering while the client still uploads
+/// breaks the next request in `wrangler dev`'s local proxy.
 async fn read_capped(
     stream: Option<web_sys::ReadableStream>,
     max: usize,
@@ -248,80 +214,17 @@ async fn read_capped(
     let Some(stream) = stream else {
         return Ok(Vec::new());
     };
-    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut out = Vec::new();
-    loop {
-        let Some(arr) = next_chunk(&reader).await? else {
-            return Ok(out);
-        };
-        let len = arr.length() as usize;
-        if out.len() + len > max {
-            drain(&reader, out.len() + len).await;
-            return Err(BodyError::TooLarge);
-        }
-        let start = out.len();
-        out.resize(start + len, 0);
-        if let Some(dst) = out.get_mut(start..) {
-            arr.copy_to(dst);
-        }
-    }
-}
-
-/// Most bytes read and discarded from a body that is refused.
-const DRAIN_LIMIT: usize = 1 << 20;
-
-async fn next_chunk(
-    reader: &web_sys::ReadableStreamDefaultReader,
-) -> Result<Option<Uint8Array>, BodyError> {
-    let chunk = JsFuture::from(reader.read())
+    let read = JsFuture::from(js::read_capped(&stream, max as f64))
         .await
         .map_err(|_| BodyError::Broken)?;
-    let done = Reflect::get(&chunk, &JsValue::from_str("done"))
-        .ok()
-        .and_then(|d| d.as_bool())
-        .unwrap_or(true);
-    if done {
-        return Ok(None);
+    match read.as_f64() {
+        Some(1.0) => Err(BodyError::TooLarge),
+        Some(_) => Err(BodyError::Broken),
+        None => read
+            .dyn_into::<Uint8Array>()
+            .map(|b| b.to_vec())
+            .map_err(|_| BodyError::Broken),
     }
-    let value = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|_| BodyError::Broken)?;
-    Ok(Some(value.unchecked_into()))
-}
-
-async fn drain(reader: &web_sys::ReadableStreamDefaultReader, mut seen: usize) {
-    while seen <= DRAIN_LIMIT {
-        match next_chunk(reader).await {
-            Ok(Some(arr)) => seen += arr.length() as usize,
-            _ => return,
-        }
-    }
-    let _ = reader.cancel();
-}
-
-/// A destination's answer body: read whole when small (cheaper than a cancel), else the first
-/// 8 KiB (the rest drained or cancelled). Only 4xx bodies are looked at (the platform's reason).
-async fn read_small(resp: &web_sys::Response) -> Vec<u8> {
-    let len = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|l| l.trim().parse::<usize>().ok());
-    if len.is_some_and(|l| l <= 64 * 1024) {
-        if let Ok(p) = resp.array_buffer()
-            && let Ok(buf) = JsFuture::from(p).await
-        {
-            return Uint8Array::new(&buf).to_vec();
-        }
-        return Vec::new();
-    }
-    read_capped(resp.body(), 8 * 1024).await.unwrap_or_default()
-}
-
-fn content_length(h: &web_sys::Headers) -> Option<usize> {
-    h.get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|l| l.trim().parse().ok())
 }
 
 /// The copy of a body that proxy mode reads after the fact.
@@ -331,13 +234,6 @@ enum Tee {
 }
 
 impl Tee {
-    fn headers(&self) -> web_sys::Headers {
-        match self {
-            Self::Request(r) => r.headers(),
-            Self::Response(r) => r.headers(),
-        }
-    }
-
     fn body(&self) -> Option<web_sys::ReadableStream> {
         match self {
             Self::Request(r) => r.body(),
@@ -353,11 +249,11 @@ impl Tee {
     }
 }
 
-/// Reads a tee: over the limit by its length, it is cancelled unread (an unread tee would buffer
-/// what the client reads); a known length is one `arrayBuffer()`; otherwise chunks up to the
-/// limit.
-async fn read_copy(tee: Tee, max: usize) -> Result<Vec<u8>, BodyError> {
-    match content_length(&tee.headers()) {
+/// Reads a tee: over the limit by its length (from the headers already read), it is cancelled
+/// unread (an unread tee would buffer what the client reads); a known length is one
+/// `arrayBuffer()`; otherwise chunks up to the limit.
+async fn read_copy(tee: Tee, length: Option<usize>, max: usize) -> Result<Vec<u8>, BodyError> {
+    match length {
         Some(l) if l > max => {
             if let Some(s) = tee.body() {
                 let _ = s.cancel();
@@ -384,34 +280,20 @@ async fn read_known(raw: &web_sys::Request, max: usize) -> Result<Vec<u8>, BodyE
     Ok(arr.to_vec())
 }
 
-/// Discards a request body that will not be read (a refused collect request).
+/// Discards a request body that will not be read (a refused collect request): read and thrown
+/// away up to 1 MiB, then cancelled.
 async fn discard(raw: &web_sys::Request) {
     if let Some(stream) = raw.body()
         && !raw.body_used()
     {
-        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-        drain(&reader, 0).await;
+        let _ = read_capped(Some(stream), 0).await;
     }
-}
-
-#[wasm_bindgen(inline_js = r#"
-export function pass_through(request) {
-  return fetch(request).catch(() => {
-    console.log(JSON.stringify({ component: "capi-worker", level: "error", msg: "origin_unreachable" }));
-    return new Response('{"error":"origin unreachable"}', { status: 502, headers: { "content-type": "application/json" } });
-  });
-}
-"#)]
-extern "C" {
-    /// `fetch(request)` with a 502 for an unreachable origin, entirely in JS: the pass-through
-    /// path (most traffic) never enters a Rust future.
-    fn pass_through(request: &web_sys::Request) -> js_sys::Promise;
 }
 
 /// The response for an error the handler could not answer itself (as workers-rs would).
 fn internal_error(e: &worker::Error) -> JsValue {
     log(Line::new("error", "internal_error").text("error", &e.to_string()));
-    respond(500, &[], Some(br#"{"error":"internal error"}"#)).map_or(JsValue::NULL, JsValue::from)
+    respond(500, &[], Some(r#"{"error":"internal error"}"#)).map_or(JsValue::NULL, JsValue::from)
 }
 
 fn settle_response(r: worker::Result<web_sys::Response>) -> Result<JsValue, JsValue> {
@@ -427,8 +309,9 @@ fn settle_response(r: worker::Result<web_sys::Response>) -> Result<JsValue, JsVa
 pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
     let ctx = Context::new(ctx);
     let l = load(&env);
-    let url = req.url();
-    let (host, pq) = split_url(&url);
+    // Method, URL and the headers that cookies and consent read, in one crossing.
+    let head = RequestHead::parse(&js::request_head(&req));
+    let (host, pq) = split_url(&head.url);
     let path = pq.split_once('?').map_or(pq, |(p, _)| p);
     let settings = match &l.settings {
         Ok(s) => s,
@@ -447,7 +330,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
             let Ok(settings) = &l.settings else {
                 return Ok(JsValue::NULL);
             };
-            settle_response(collect(&req, &l, settings, &env, &ctx).await)
+            settle_response(collect(&req, &head.method, &l, settings, &env, &ctx).await)
         });
     }
     if path == "/_capi/stats"
@@ -457,14 +340,21 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
             &settle_response(stats(&req, token)).unwrap_or(JsValue::NULL),
         );
     }
-    match proxy_prepare(&req, host, pq, &l, settings) {
+    match proxy_prepare(&req, head.method, head.headers, host, pq, &l, settings) {
         Err(e) => js_sys::Promise::resolve(&internal_error(&e)),
-        Ok(p) if p.rule_index.is_none() && p.set_cookies.is_empty() => pass_through(&p.upstream),
+        Ok(p) if p.rule_index.is_none() && p.set_cookies.is_empty() => {
+            let sent = js::pass_through(&req, &p.upstream_url);
+            if sent.is_null() {
+                let e = worker::Error::JsError("the upstream request could not be built".into());
+                return js_sys::Promise::resolve(&internal_error(&e));
+            }
+            sent.unchecked_into()
+        }
         Ok(p) => {
             let host = host.to_owned();
             let pq = pq.to_owned();
             wasm_bindgen_futures::future_to_promise(async move {
-                settle_response(proxy_finish(p, &host, &pq, &l, &env, &ctx).await)
+                settle_response(proxy_finish(req, p, &host, &pq, &l, &env, &ctx).await)
             })
         }
     }
@@ -505,13 +395,13 @@ fn stats(raw: &web_sys::Request, token: &str) -> worker::Result<web_sys::Respons
 
 async fn collect(
     raw: &web_sys::Request,
+    method: &str,
     l: &Loaded,
     settings: &Settings,
     env: &Env,
     ctx: &Context,
 ) -> worker::Result<web_sys::Response> {
-    let headers = header_list(&raw.headers());
-    let method = raw.method();
+    let headers = wire::parse_headers(&js::request_headers(raw));
     let origin = header(&headers, "origin").map(str::to_owned);
     if method.eq_ignore_ascii_case("OPTIONS") {
         discard(raw).await;
@@ -552,7 +442,7 @@ async fn collect(
     };
     let max = config.limits.max_body_bytes;
     if let Err(r) = edge::check_collect_head(
-        &method,
+        method,
         header(&headers, "content-type"),
         header(&headers, "content-length"),
         max,
@@ -638,35 +528,30 @@ struct Prepared {
     headers: Headers,
     rule_index: Option<usize>,
     request_copy: Option<web_sys::Request>,
-    upstream: web_sys::Request,
+    /// Where the request goes (empty: to its own URL, the zone's origin).
+    upstream_url: String,
     set_cookies: Vec<String>,
 }
 
 /// Proxy mode up to the forward: consent, cookies, the rule, the tee of the request body.
+/// `headers` are the few that cookies and consent read ([`js::request_head`]); every header is
+/// read only when a rule may use them.
 fn proxy_prepare(
     raw: &web_sys::Request,
+    method: String,
+    mut headers: Headers,
     host: &str,
     pq: &str,
     l: &Loaded,
     settings: &Settings,
 ) -> worker::Result<Prepared> {
-    let method = raw.method();
-    let config = l.config.as_ref().ok().cloned();
-    let rule_idx = config
-        .as_ref()
-        .and_then(|c| c.match_request(&method, host, pq));
-    // Every header only when a rule may read them; else the few that cookies and consent need.
-    let mut headers = if rule_idx.is_some() {
-        header_list(&raw.headers())
-    } else {
-        some_headers(
-            &raw.headers(),
-            &["cookie", "sec-gpc", "accept", "sec-fetch-dest"],
-        )
-    };
-    let consent_ok = config
-        .as_ref()
-        .is_some_and(|c| consent::check(&c.consent, &headers).is_ok());
+    let config = l.config.as_ref().ok();
+    let rule_idx = config.and_then(|c| c.match_request(&method, host, pq));
+    if rule_idx.is_some() {
+        headers = wire::parse_headers(&js::request_headers(raw));
+    }
+    let consent = config.map(|c| consent::check(&c.consent, &headers));
+    let consent_ok = matches!(consent, Some(Ok(())));
     let mut set_cookies: Vec<String> = Vec::new();
     if consent_ok {
         let clicks = capi_core::click_id::click_ids_in_query(pq);
@@ -691,36 +576,31 @@ fn proxy_prepare(
         }
     } else if rule_idx.is_some() {
         count(|c| c.consent_skipped += 1);
-        let reason = config
-            .as_ref()
-            .and_then(|c| consent::check(&c.consent, &headers).err())
-            .map_or("config", |d| d.as_str());
+        let reason = match consent {
+            Some(Err(d)) => d.as_str(),
+            _ => "config",
+        };
         log(Line::new("info", "consent_skipped")
             .text("source", "proxy")
             .text("reason", reason));
     }
     let rule = if consent_ok {
-        rule_idx.and_then(|i| config.as_ref().and_then(|c| c.rules.get(i)))
+        rule_idx.and_then(|i| config.and_then(|c| c.rules.get(i)))
     } else {
         None
     };
 
-    // The request body is read from a tee (Request.clone) only when a rule needs it.
+    // The request body is read from a tee (Request.clone) only when a rule needs it; the tee
+    // comes before the forward, which takes the body.
     let request_copy = match rule {
         Some(r) if r.extract.reads_request_body() && raw.body().is_some() => {
             Some(raw.clone().map_err(js_err)?)
         }
         _ => None,
     };
-    let upstream = match &settings.origin {
-        Some(origin) => {
-            // new Request(url, request): same method, headers, body and redirect mode.
-            let init: &web_sys::RequestInit = raw.unchecked_ref();
-            web_sys::Request::new_with_str_and_init(&format!("{origin}{pq}"), init)
-                .map_err(js_err)?
-        }
-        // A reference to the same request (not Request.clone(), which would tee the body).
-        None => Clone::clone(raw),
+    let upstream_url = match &settings.origin {
+        Some(origin) => format!("{origin}{pq}"),
+        None => String::new(),
     };
     let rule_index = if rule.is_some() { rule_idx } else { None };
     Ok(Prepared {
@@ -728,13 +608,14 @@ fn proxy_prepare(
         headers,
         rule_index,
         request_copy,
-        upstream,
+        upstream_url,
         set_cookies,
     })
 }
 
 /// Proxy mode after the forward: the conversion (in waitUntil) and our cookies.
 async fn proxy_finish(
+    raw: web_sys::Request,
     p: Prepared,
     host: &str,
     pq: &str,
@@ -747,13 +628,18 @@ async fn proxy_finish(
         headers,
         rule_index,
         request_copy,
-        upstream,
+        upstream_url,
         set_cookies,
     } = p;
     let config = l.config.as_ref().ok().cloned();
     let rule = rule_index.and_then(|i| config.as_ref().and_then(|c| c.rules.get(i)));
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let resp: web_sys::Response = match JsFuture::from(global.fetch_with_request(&upstream)).await {
+    let sent = js::forward(&raw, &upstream_url);
+    if sent.is_null() {
+        return Err(worker::Error::JsError(
+            "the upstream request could not be built".into(),
+        ));
+    }
+    let resp: web_sys::Response = match JsFuture::from(js_sys::Promise::from(sent)).await {
         Ok(r) => r.unchecked_into(),
         Err(_) => {
             log(Line::new("error", "origin_unreachable"));
@@ -763,9 +649,10 @@ async fn proxy_finish(
 
     let mut request_copy = request_copy;
     if let (Some(rule), Some(config)) = (rule, config.as_ref()) {
-        let status = resp.status();
-        let ct = resp.headers().get("content-type").ok().flatten();
-        if rule.matcher.matches_response(status, ct.as_deref()) {
+        // Status and every header in one crossing.
+        let (status, response_headers) = wire::parse_response_head(&js::response_head(&resp));
+        let ct = header(&response_headers, "content-type");
+        if rule.matcher.matches_response(status, ct) {
             count(|c| c.matched += 1);
             // The client gets the original; we read a tee of its body, after the fact.
             let response_copy = if rule.extract.reads_response_body() {
@@ -773,10 +660,9 @@ async fn proxy_finish(
             } else {
                 None
             };
-            let response_headers = header_list(&resp.headers());
             let job = Observed {
                 rule_index: rule_index.unwrap_or(0),
-                method: method.clone(),
+                method,
                 host: host.to_owned(),
                 path: pq.to_owned(),
                 request_headers: headers,
@@ -798,16 +684,13 @@ async fn proxy_finish(
         return Ok(resp);
     }
     // Same status, status text, headers and body stream, plus our first-party cookies.
-    let h = web_sys::Headers::new_with_headers(&resp.headers()).map_err(js_err)?;
-    for c in &set_cookies {
-        h.append("set-cookie", c).map_err(js_err)?;
+    let with = js::with_cookies(&resp, &set_cookies.join("\n"));
+    if with.is_null() {
+        return Err(worker::Error::JsError(
+            "the response could not be rebuilt".into(),
+        ));
     }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(resp.status());
-    init.set_status_text(&resp.status_text());
-    init.set_headers(&h);
-    web_sys::Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init)
-        .map_err(js_err)
+    Ok(with.unchecked_into())
 }
 
 struct Observed {
@@ -836,12 +719,19 @@ async fn observe(env: &Env, config: &Rc<PluginConfig>, job: Observed) {
         }
         Err(BodyError::Broken) => None,
     };
+    let length = |h: &Headers| header(h, "content-length").and_then(|l| l.trim().parse().ok());
     let request_body = match job.request_copy {
-        Some(r) => read(read_copy(Tee::Request(r), max).await),
+        Some(r) => {
+            let n = length(&job.request_headers);
+            read(read_copy(Tee::Request(r), n, max).await)
+        }
         None => None,
     };
     let response_body = match job.response_copy {
-        Some(r) => read(read_copy(Tee::Response(r), max).await),
+        Some(r) => {
+            let n = length(&job.response_headers);
+            read(read_copy(Tee::Response(r), n, max).await)
+        }
         None => None,
     };
     if too_large {
@@ -935,6 +825,10 @@ fn analytics(
     attempts: u32,
     ms: i64,
 ) {
+    let bound = LOADED.with(|l| l.borrow().as_ref().is_some_and(|l| l.analytics_bound));
+    if !bound {
+        return;
+    }
     let Ok(ds) = env.analytics_engine(names::ANALYTICS) else {
         return;
     };
@@ -957,61 +851,51 @@ fn analytics(
     }
 }
 
-/// Sends events in one request, with the destination's timeout.
+/// Sends events in one request, with the destination's timeout ([`js::post`]: the request,
+/// the timeout and the answer in one promise).
 async fn attempt(config: &PluginConfig, events: &[ConversionEvent]) -> Result<Outcome, String> {
     let started = now_ms();
     let req = build_request(config, events, started).map_err(|e| e.to_string())?;
-    let h = web_sys::Headers::new().map_err(|_| "headers".to_owned())?;
-    for (k, v) in &req.headers {
-        h.append(k, v)
-            .map_err(|_| format!("header {k} is not valid"))?;
+    let head: Vec<(&str, String)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let sent = js::post(
+        &req.url(),
+        req.method,
+        &wire::pack_headers(&head),
+        &req.body,
+        f64::from(config.destination.timeout_ms),
+    );
+    let answer: js_sys::Array = JsFuture::from(sent)
+        .await
+        .map_err(|_| "the destination request failed".to_owned())?
+        .unchecked_into();
+    let code = answer.get(0).as_f64().unwrap_or(0.0);
+    if code < 0.0 {
+        let name = answer.get(1).as_string().unwrap_or_default();
+        return Err(format!("header {name} is not valid"));
     }
-    let init = web_sys::RequestInit::new();
-    init.set_method(req.method);
-    init.set_headers(&h);
-    let body = Uint8Array::from(req.body.as_slice());
-    init.set_body(&body);
-    let controller = web_sys::AbortController::new().map_err(|_| "abort controller".to_owned())?;
-    init.set_signal(Some(&controller.signal()));
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let send = async {
-        let resp: web_sys::Response =
-            JsFuture::from(global.fetch_with_str_and_init(&req.url(), &init))
-                .await?
-                .unchecked_into();
-        let status = resp.status();
-        let retry_after = resp.headers().get("retry-after").ok().flatten();
-        // Reading a platform's (small) answer costs workerd less than cancelling its stream.
-        let body = read_small(&resp).await;
-        Ok::<_, JsValue>((status, retry_after, body))
-    };
-    let timeout = Delay::from(Duration::from_millis(u64::from(
-        config.destination.timeout_ms,
-    )));
-    let out = match select(Box::pin(send), timeout).await {
-        Either::Left((Ok((status, retry_after, body)), _)) => Outcome {
-            status: Some(status),
-            retry_after,
-            body,
+    let out = if code >= 1.0 {
+        Outcome {
+            status: Some(code as u16),
+            retry_after: answer.get(1).as_string(),
+            body: answer
+                .get(2)
+                .dyn_into::<Uint8Array>()
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
             timed_out: false,
             ms: 0,
-        },
-        Either::Left((Err(_), _)) => Outcome {
+        }
+    } else {
+        Outcome {
             status: None,
             retry_after: None,
             body: Vec::new(),
-            timed_out: false,
+            timed_out: answer.get(1).as_bool().unwrap_or(false),
             ms: 0,
-        },
-        Either::Right(((), _)) => {
-            controller.abort();
-            Outcome {
-                status: None,
-                retry_after: None,
-                body: Vec::new(),
-                timed_out: true,
-                ms: 0,
-            }
         }
     };
     Ok(Outcome {
@@ -1041,13 +925,15 @@ async fn deliver_new(env: &Env, config: &PluginConfig, event: ConversionEvent, s
         );
         return;
     }
-    let kv = env.kv(names::DEDUP_KV).ok();
+    let kv = binding(env, names::DEDUP_KV);
     if let Some(kv) = &kv
         && config.limits.dedup_window_ms > 0
     {
+        // Read, then write "pending" unless present: one promise.
         let key = dedup_key(&event.event_id);
-        match kv.get(&key).text().await {
-            Ok(Some(_)) => {
+        let claim = JsFuture::from(js::kv_claim(kv, &key, dedup_ttl_s(config) as f64)).await;
+        match claim.ok().and_then(|v| v.as_f64()).unwrap_or(2.0) as u8 {
+            1 => {
                 dropped(
                     env,
                     config,
@@ -1060,12 +946,9 @@ async fn deliver_new(env: &Env, config: &PluginConfig, event: ConversionEvent, s
                 );
                 return;
             }
-            Ok(None) => {}
+            0 => {}
             // KV trouble must not lose the event: send it, the platform dedups on event_id too.
-            Err(_) => log(Line::new("warn", "dedup_unavailable").event_id(&event.event_id)),
-        }
-        if let Ok(put) = kv.put(&key, "pending") {
-            let _ = put.expiration_ttl(dedup_ttl_s(config)).execute().await;
+            _ => log(Line::new("warn", "dedup_unavailable").event_id(&event.event_id)),
         }
     }
     let msg = RetryMessage {
@@ -1146,7 +1029,7 @@ enum Settled {
 async fn settle(
     env: &Env,
     config: &PluginConfig,
-    kv: Option<&KvStore>,
+    kv: Option<&JsValue>,
     mut msg: RetryMessage,
     outcome: &Outcome,
 ) -> Settled {
@@ -1182,9 +1065,9 @@ async fn settle(
             );
             if let Some(kv) = kv
                 && config.limits.dedup_window_ms > 0
-                && let Ok(put) = kv.put(&dedup_key(&id), "delivered")
             {
-                let _ = put.expiration_ttl(dedup_ttl_s(config)).execute().await;
+                let ttl = dedup_ttl_s(config) as f64;
+                let _ = JsFuture::from(js::kv_put(kv, &dedup_key(&id), "delivered", ttl)).await;
             }
             Settled::Done
         }
@@ -1213,9 +1096,9 @@ async fn settle(
 }
 
 /// An event that will not be delivered no longer blocks a corrected resubmission.
-async fn forget(kv: Option<&KvStore>, event_id: &str) {
+async fn forget(kv: Option<&JsValue>, event_id: &str) {
     if let Some(kv) = kv {
-        let _ = kv.delete(&dedup_key(event_id)).await;
+        let _ = JsFuture::from(js::kv_delete(kv, &dedup_key(event_id))).await;
     }
 }
 
@@ -1316,16 +1199,15 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
     if work.is_empty() {
         return Ok(());
     }
-    let kv = env.kv(names::DEDUP_KV).ok();
+    let kv = binding(&env, names::DEDUP_KV);
     let mut todo = Vec::with_capacity(work.len());
     for (raw, m) in work {
         let delivered = match &kv {
             Some(kv) if config.limits.dedup_window_ms > 0 => {
-                kv.get(&dedup_key(&m.event.event_id))
-                    .text()
+                JsFuture::from(js::kv_get(kv, &dedup_key(&m.event.event_id)))
                     .await
                     .ok()
-                    .flatten()
+                    .and_then(|v| v.as_string())
                     .as_deref()
                     == Some("delivered")
             }
@@ -1365,7 +1247,7 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
 async fn retry_group(
     env: &Env,
     config: &PluginConfig,
-    kv: Option<&KvStore>,
+    kv: Option<&JsValue>,
     group: Vec<(RawMessage, RetryMessage)>,
 ) {
     let events: Vec<ConversionEvent> = group.iter().map(|(_, m)| m.event.clone()).collect();

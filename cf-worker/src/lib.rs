@@ -14,6 +14,9 @@ pub mod edge;
 pub mod message;
 pub mod settings;
 pub mod telemetry;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod js;

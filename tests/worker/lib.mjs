@@ -281,19 +281,44 @@ export function writeWranglerConfig(dir, { name, main, vars = {}, secrets = {}, 
 
 /** Process-group ids of the `wrangler dev` processes started, by name (for CPU accounting). */
 export const wranglerGroups = {};
+/** Inspector ports of the `wrangler dev` processes started, by name (for CPU profiles). */
+export const wranglerInspectors = {};
 
-/** CPU time (ms, user + system) of every live process in a process group. */
-export function groupCpuMs(pgid) {
-  let ticks = 0;
+/**
+ * CPU time (ms, user + system, all threads) of every live process in a process group, by role:
+ * `worker` is the workerd that runs the Worker (the one with an inspector; Miniflare's KV and
+ * Queues simulators live in it too), `proxy` the workerd in front of it (wrangler's entry on the
+ * public port), `node` wrangler itself (the inspector client that receives every console.log),
+ * `other` the rest (esbuild's idle service).
+ */
+export function groupCpuByRole(pgid) {
+  const out = { worker: 0, proxy: 0, node: 0, other: 0 };
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+      if (Number(f[2]) !== pgid) continue;
+      out[processRole(d, st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')))] += (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
     } catch { /* gone */ }
   }
-  return ticks * 10; // USER_HZ = 100
+  return out;
+}
+
+const roles = new Map();
+function processRole(pid, comm) {
+  const key = `${pid}:${comm}`;
+  let role = roles.get(key);
+  if (!role) {
+    if (comm === 'workerd') {
+      const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      role = args.some((a) => a.startsWith('--inspector-addr')) ? 'worker' : 'proxy';
+    } else {
+      role = comm === 'node' ? 'node' : 'other';
+    }
+    roles.set(key, role);
+  }
+  return role;
 }
 
 export async function startWrangler({ name, configPath, port, logFile, readyPath = '/', readyHeaders = {}, persistTo, logLevel = 'log' }) {
@@ -304,6 +329,7 @@ export async function startWrangler({ name, configPath, port, logFile, readyPath
   const env = { ...process.env, ...QUIET_WRANGLER_ENV };
   const child = spawnLogged(`wrangler:${name}`, bin, args, { logFile, env, cwd: path.dirname(configPath) });
   wranglerGroups[name] = child.pid;
+  wranglerInspectors[name] = inspector;
   const base = `http://127.0.0.1:${port}`;
   let exited = false;
   child.on('exit', () => { exited = true; });

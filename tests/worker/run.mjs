@@ -396,9 +396,11 @@ test('deploy: wrangler deploy --dry-run bundles offline; bundle size reported', 
 });
 
 test('stats: counters behind the admin token', async () => {
-  const no = await request('GET', `${worker}/_capi/stats`);
+  // New connections: the deploy test blocks this process for half a minute (spawnSync), long
+  // enough for wrangler to close the pooled keep-alive sockets without the client noticing.
+  const no = await request('GET', `${worker}/_capi/stats`, { fresh: true });
   eq(no.status, 401, 'no token');
-  const r = await request('GET', `${worker}/_capi/stats`, { headers: { authorization: `Bearer ${SECRETS.CAPI_ADMIN_TOKEN}` } });
+  const r = await request('GET', `${worker}/_capi/stats`, { fresh: true, headers: { authorization: `Bearer ${SECRETS.CAPI_ADMIN_TOKEN}` } });
   eq(r.status, 200, 'with token');
   const c = r.json().counters;
   for (const k of ['matched', 'collected', 'sent', 'delivered', 'retried', 'dropped', 'refused', 'consent_skipped']) assert(k in c, `counter ${k}`);

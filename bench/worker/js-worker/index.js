@@ -1,7 +1,8 @@
 // A plain JavaScript Worker with the same logic as the Rust Worker (cf-worker/), written only for
 // the benchmark: collect endpoint and proxy mode, identifier normalization and SHA-256 hashing
-// with Web Crypto, deterministic event_id, a User-Agent parse, KV dedup, inline first attempt
-// in waitUntil, retries through the Queue, the same structured logs. Not for production.
+// with Web Crypto, deterministic event_id, a User-Agent parse, click ids (URL, first-party
+// cookies) and the client IP (CF-Connecting-IP), KV dedup, inline first attempt in waitUntil,
+// retries through the Queue, the same structured logs. Not for production.
 
 const enc = new TextEncoder();
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
@@ -88,6 +89,44 @@ const CURRENCIES = new Set(['USD', 'EUR', 'GBP', 'JPY', 'CAD', 'AUD', 'CHF', 'SE
 
 const iso = (ms) => new Date(ms).toISOString();
 
+// Click ids: the request URL's, else the first-party cookies the Worker set on a landing.
+const CLICK_IDS = [['fbclid', 'capi_fbclid'], ['gclid', 'capi_gclid'], ['ttclid', 'capi_ttclid'], ['ScCid', 'capi_sccid'], ['epik', 'capi_epik'], ['rdt_cid', 'capi_rdt_cid']];
+const CLICK_ID = /^[A-Za-z0-9\-_.~!*():/+=]{1,512}$/;
+const CLICK_ID_MAX_AGE_S = 90 * 86400;
+
+function clickIdsInQuery(url) {
+  const out = [];
+  if (!url.search) return out;
+  for (const [name] of CLICK_IDS) {
+    const v = url.searchParams.get(name);
+    if (v && CLICK_ID.test(v)) out.push({ id: v, name });
+  }
+  return out;
+}
+
+function clickIds(fresh, cookieHeader) {
+  const out = [];
+  for (const [name, cookieName] of CLICK_IDS) {
+    const f = fresh.find((c) => c.name === name);
+    const v = f ? f.id : cookie(cookieHeader, cookieName);
+    if (v && CLICK_ID.test(v)) out.push({ id: v, name });
+  }
+  return out;
+}
+
+/** Canonical IPv4 or IPv6 text, or null. */
+function normalizeIp(raw) {
+  const s = String(raw).split(',')[0].trim();
+  if (!s || s.length > 64) return null;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) return s.split('.').every((o) => Number(o) <= 255 && (o === '0' || o[0] !== '0')) ? s : null;
+  if (!s.includes(':')) return null;
+  try {
+    return new URL(`http://[${s.replace(/^\[|\]$/g, '')}]/`).hostname.slice(1, -1);
+  } catch {
+    return null;
+  }
+}
+
 class FieldError extends Error {
   constructor(field, message) {
     super(`${field}: ${message}`);
@@ -137,6 +176,11 @@ async function buildEvent(L, type, f, now) {
   if (value !== undefined) ev.value = value;
   ev.currency = currency;
   if (order) ev.order_id = order;
+  if (f.click_ids?.length) ev.click_ids = f.click_ids;
+  if (f.client_ip != null) {
+    const ip = normalizeIp(f.client_ip);
+    if (ip) ev.client_ip_address = ip;
+  }
   return ev;
 }
 
@@ -218,7 +262,7 @@ async function deliverNew(L, env, event, source) {
 // ---------------------------------------------------------------------------------------------
 // Collect and proxy
 
-const COLLECT_FIELDS = new Set(['conversion_type', 'order_id', 'value', 'value_minor', 'currency', 'email', 'phone', 'guid', 'first_party_id', 'timestamp', 'user_agent']);
+const COLLECT_FIELDS = new Set(['conversion_type', 'order_id', 'value', 'value_minor', 'currency', 'email', 'phone', 'guid', 'first_party_id', 'timestamp', 'user_agent', 'client_ip']);
 
 const json = (status, obj, headers = {}) => new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json', ...headers } });
 
@@ -262,9 +306,13 @@ async function collect(req, env, ctx, L) {
   if (!p || typeof p !== 'object' || Array.isArray(p)) return reject(400, 'body', 'body: expected a JSON object', cors);
   for (const k of Object.keys(p)) if (!COLLECT_FIELDS.has(k)) return reject(400, 'body', `body: unknown field ${k.slice(0, 40)}`, cors);
   if (typeof p.conversion_type !== 'string' || !p.conversion_type.trim()) return reject(400, 'conversion_type', 'conversion_type: missing', cors);
-  const guid = p.guid ?? cookie(req.headers.get('cookie'), L.guidCookie);
+  const cookies = req.headers.get('cookie');
+  const guid = p.guid ?? cookie(cookies, L.guidCookie);
+  if (p.client_ip != null && !normalizeIp(p.client_ip)) return reject(400, 'client_ip', 'client_ip: expected an IPv4 or IPv6 address', cors);
+  // The caller's address is the visitor's only for a browser beacon (it carries an Origin).
+  const clientIp = p.client_ip ?? (origin ? req.headers.get('cf-connecting-ip') : null);
   try {
-    const ev = await buildEvent(L, p.conversion_type, { ...p, guid, user_agent: p.user_agent ?? req.headers.get('user-agent') }, Date.now());
+    const ev = await buildEvent(L, p.conversion_type, { ...p, guid, user_agent: p.user_agent ?? req.headers.get('user-agent'), click_ids: clickIds([], cookies), client_ip: clientIp }, Date.now());
     log({ level: 'info', msg: 'collected', event_id: ev.event_id, type: ev.conversion_type, ids_skipped: [] });
     ctx.waitUntil(deliverNew(L, env, ev, 'collect'));
     return json(202, { status: 'accepted', event_id: ev.event_id }, cors);
@@ -324,6 +372,8 @@ async function observe(L, env, rule, ex, reqCopy, respCopy) {
     const f = {};
     for (const [k, src] of Object.entries(rule.extract)) if (k !== 'value_unit') f[k] = readSource(src, ex);
     f.user_agent = f.user_agent ?? ex.headers.get('user-agent');
+    f.click_ids = clickIds(ex.clicks, ex.headers.get('cookie'));
+    f.client_ip = ex.headers.get('cf-connecting-ip');
     const ev = await buildEvent(L, rule.conversion_type, f, Date.now());
     log({ level: 'info', msg: 'matched', event_id: ev.event_id, rule: rule.name, ids_skipped: [] });
     await deliverNew(L, env, ev, rule.name);
@@ -339,10 +389,12 @@ async function proxy(req, env, ctx, L) {
   const rule = gpc ? undefined : matchRequest(L, req.method, path);
   const cookies = [];
   let cookieGuid;
-  if (!gpc && !UUID.test(cookie(req.headers.get('cookie'), L.guidCookie) || '') && (rule || (req.headers.get('accept') || '').includes('text/html'))) {
+  const clicks = gpc ? [] : clickIdsInQuery(url);
+  if (!gpc && !UUID.test(cookie(req.headers.get('cookie'), L.guidCookie) || '') && (rule || clicks.length || (req.headers.get('accept') || '').includes('text/html'))) {
     cookieGuid = crypto.randomUUID();
     cookies.push(`${L.guidCookie}=${cookieGuid}; Max-Age=31536000; Path=/; HttpOnly; Secure; SameSite=Lax`);
   }
+  for (const c of clicks) cookies.push(`${CLICK_IDS.find(([n]) => n === c.name)[1]}=${c.id}; Max-Age=${CLICK_ID_MAX_AGE_S}; Path=/; HttpOnly; Secure; SameSite=Lax`);
   const readsReq = rule && Object.values(rule.extract).some((s) => s.startsWith('request:') || s.startsWith('form:'));
   const reqCopy = readsReq && req.body ? req.clone() : undefined;
   const upstream = L.origin ? new Request(L.origin + path + url.search, req) : req;
@@ -350,7 +402,7 @@ async function proxy(req, env, ctx, L) {
   if (rule && matchResponse(rule, resp.status, resp.headers.get('content-type'))) {
     const readsResp = Object.values(rule.extract).some((s) => s.startsWith('response:'));
     const respCopy = readsResp ? resp.clone() : undefined;
-    const ex = { url: req.url, headers: req.headers, cookieGuid };
+    const ex = { url: req.url, headers: req.headers, cookieGuid, clicks };
     ctx.waitUntil(observe(L, env, rule, ex, reqCopy, respCopy));
   }
   if (!cookies.length) return resp;
