@@ -11,7 +11,6 @@
 //! Strings without escapes are borrowed from the body.
 
 use alloc::borrow::Cow;
-use alloc::string::String;
 use alloc::vec::Vec;
 use serde_json::Number;
 
@@ -385,9 +384,13 @@ impl<'a> Scan<'a> {
     fn decode(&self, start: usize, end: usize, escaped: bool) -> Res<Cow<'a, str>> {
         if escaped {
             let quoted = self.b.get(start - 1..end + 1).ok_or(NotJson)?;
-            serde_json::from_slice::<String>(quoted)
-                .map(Cow::Owned)
-                .map_err(|_| NotJson)
+            // Through Value (deserialize_any), not String: String's deserialize_string pulls
+            // in serde's invalid-type message for floats, and with it core's float formatting
+            // (~25 KB of the filter's .wasm).
+            match serde_json::from_slice::<serde_json::Value>(quoted) {
+                Ok(serde_json::Value::String(s)) => Ok(Cow::Owned(s)),
+                _ => Err(NotJson),
+            }
         } else {
             let raw = self.b.get(start..end).ok_or(NotJson)?;
             core::str::from_utf8(raw)
@@ -628,7 +631,12 @@ impl<'a> Scan<'a> {
                 // Parsed even when nothing ends here: serde_json refuses out-of-range numbers
                 // on the path the same way.
                 let text = self.b.get(start..self.i).ok_or(NotJson)?;
-                let n = serde_json::from_slice::<Number>(text).map_err(|_| NotJson)?;
+                // Through Value, like strings above: Number's own visitor reports a wrong type
+                // through serde's messages, which link core's float formatting into the .wasm.
+                let n = match serde_json::from_slice::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Number(n)) => n,
+                    _ => return Err(NotJson),
+                };
                 set(out, here, Scalar::Num(n));
             }
             b't' => {
@@ -666,7 +674,7 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
+    use alloc::string::{String, ToString};
     use alloc::vec;
     use proptest::prelude::*;
 
