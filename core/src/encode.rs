@@ -147,8 +147,12 @@ fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
 }
 
 /// Decimal, as serde_json (itoa) writes a u64.
-fn write_u64(mut n: u64, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 20];
+fn write_u64(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(decimal(n, &mut [0u8; 20]));
+}
+
+/// `n` in decimal, written into the end of `buf` (20 digits hold any u64).
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -158,7 +162,7 @@ fn write_u64(mut n: u64, out: &mut Vec<u8>) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 /// A float exactly as serde_json writes it: `null` when not finite, else serde_json's own
@@ -230,10 +234,10 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// The index of the first byte at or after `i` that must be escaped (or the length), eight
-/// bytes at a time.
+/// The index of the first byte at or after `i` that must be escaped (`"`, `\`, a control
+/// character) or the length, eight bytes at a time. The JSON selector skips strings with it.
 #[inline]
-fn plain_until(bytes: &[u8], mut i: usize) -> usize {
+pub(crate) fn plain_until(bytes: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = ONES << 7;
     while let Some(chunk) = bytes.get(i..i + 8) {

@@ -24,7 +24,7 @@ pub fn derive(
     match order_id {
         Some(order) => {
             let mut digits = [0u8; 20];
-            h.update(decimal(advertiser_id, &mut digits));
+            h.update(crate::encode::decimal(advertiser_id, &mut digits));
             h.update(b"|");
             h.update(conversion_type.as_str());
             h.update(b"|");
@@ -39,19 +39,6 @@ pub fn derive(
         }
     }
     finish_hex(h)
-}
-
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 #[cfg(test)]

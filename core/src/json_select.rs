@@ -312,38 +312,11 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Moves to the next `"`, `\` or control character (or the end), eight bytes at a time.
+    /// Moves to the next `"`, `\` or control character (or the end): the bytes a JSON string
+    /// writer escapes, found by the writer's own eight-at-a-time scan.
     #[inline]
     fn skip_plain(&mut self) {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = ONES << 7;
-        let b = self.b;
-        let mut i = self.i;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
-                break;
-            };
-            let v = u64::from_le_bytes(arr);
-            // Classic "has a byte below n" tests; the lowest flagged byte is always exact.
-            let ctrl = v.wrapping_sub(ONES * 0x20) & !v;
-            let q = v ^ (ONES * u64::from(b'"'));
-            let quote = q.wrapping_sub(ONES) & !q;
-            let s = v ^ (ONES * u64::from(b'\\'));
-            let backslash = s.wrapping_sub(ONES) & !s;
-            let hit = (ctrl | quote | backslash) & HIGH;
-            if hit != 0 {
-                self.i = i + (hit.trailing_zeros() / 8) as usize;
-                return;
-            }
-            i += 8;
-        }
-        while let Some(&c) = b.get(i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                break;
-            }
-            i += 1;
-        }
-        self.i = i;
+        self.i = crate::encode::plain_until(self.b, self.i);
     }
 
     /// After an opening quote: moves past the closing one. Returns where the contents end and
@@ -593,7 +566,7 @@ impl<'a> Scan<'a> {
                     let mut index = 0usize;
                     loop {
                         let mut buf = [0u8; 20];
-                        let key = decimal(index, &mut buf);
+                        let key = crate::encode::decimal(index as u64, &mut buf);
                         let next = match &cands {
                             Some(c) => c.children(key),
                             None => paths.children(live, depth, key),
@@ -655,20 +628,6 @@ impl<'a> Scan<'a> {
         }
         Ok(())
     }
-}
-
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 #[cfg(test)]
