@@ -3,9 +3,8 @@
 
 use alloc::vec::Vec;
 
-use crate::click_id::ClickId;
 use crate::config::Format;
-use crate::event::{ConversionEvent, Identifier};
+use crate::event::ConversionEvent;
 use crate::time::write_iso8601;
 use crate::user_agent::{DeviceType, UserAgent};
 
@@ -69,18 +68,8 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
     write_str(e.conversion_type.as_str(), out);
     out.extend_from_slice(b",\"event_id\":");
     write_str(&e.event_id, out);
-    out.extend_from_slice(b",\"ids\":[");
-    for (i, Identifier { id, name }) in e.ids.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"id\":");
-        write_str(id, out);
-        out.extend_from_slice(b",\"name\":");
-        write_str(name.as_str(), out);
-        out.push(b'}');
-    }
-    out.push(b']');
+    out.extend_from_slice(b",\"ids\":");
+    write_id_list(e.ids.iter().map(|i| (i.id.as_str(), i.name.as_str())), out);
     if let Some(ua) = &e.user_agent {
         out.extend_from_slice(b",\"user_agent\":");
         write_user_agent(ua, out);
@@ -99,18 +88,11 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
         write_str(o, out);
     }
     if !e.click_ids.is_empty() {
-        out.extend_from_slice(b",\"click_ids\":[");
-        for (i, ClickId { id, name }) in e.click_ids.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"id\":");
-            write_str(id, out);
-            out.extend_from_slice(b",\"name\":");
-            write_str(name.as_str(), out);
-            out.push(b'}');
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"click_ids\":");
+        write_id_list(
+            e.click_ids.iter().map(|c| (c.id.as_str(), c.name.as_str())),
+            out,
+        );
     }
     if let Some(ip) = &e.client_ip_address {
         out.extend_from_slice(b",\"client_ip_address\":");
@@ -144,6 +126,22 @@ fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"raw\":");
     write_str(&ua.raw, out);
     out.push(b'}');
+}
+
+/// `[{"id":…,"name":…},…]`: the shape of both `ids` and `click_ids`.
+fn write_id_list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, (id, name)) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_str(id, out);
+        out.extend_from_slice(b",\"name\":");
+        write_str(name, out);
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// Decimal, as serde_json (itoa) writes a u64.
@@ -269,8 +267,8 @@ pub(crate) fn plain_until(bytes: &[u8], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::click_id::ClickIdName;
-    use crate::event::{ConversionType, IdName, Timestamp};
+    use crate::click_id::{ClickId, ClickIdName};
+    use crate::event::{ConversionType, IdName, Identifier, Timestamp};
     use alloc::string::String;
     use alloc::vec;
     use proptest::prelude::*;
