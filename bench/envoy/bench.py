@@ -133,6 +133,7 @@ class Envoy:
                  for l in json.loads(self.get("/listeners?format=json"))["listener_statuses"]}
         self.capi_url = f"http://127.0.0.1:{ports['capi']}"
         self.plain_url = f"http://127.0.0.1:{ports['plain']}"
+        self.floor_url = f"http://127.0.0.1:{ports['floor']}" if "floor" in ports else None
 
     def get(self, path: str) -> str:
         try:
@@ -162,6 +163,24 @@ class Envoy:
                              (l.partition(": ") for l in self.get("/stats?filter=^wasm\\.").splitlines())
                              if v.strip().isdigit()}
         return out
+
+
+FLOOR_WASM = ROOT / "target/wasm32-wasip1/filter/capi_bench_floor_filter.wasm"
+
+
+def with_floor_listener(config: dict) -> dict:
+    """Adds a listener `floor`: the `capi` listener with bench/envoy/floor-filter's .wasm (reads
+    request headers, the peer address, response headers and body; does nothing else) in place of
+    the capi filter, in its own VM."""
+    capi = next(l for l in config["static_resources"]["listeners"] if l["name"] == "capi")
+    floor = json.loads(json.dumps(capi).replace('"capi"', '"floor"'))
+    hcm = floor["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] == "floor":  # enabled per route as the capi filter is (the routes say "floor" now)
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(FLOOR_WASM)
+            f["typed_config"]["config"]["configuration"]["value"] = "{}"
+    config["static_resources"]["listeners"].append(floor)
+    return config
 
 
 def med(xs: list[float]) -> float:
@@ -205,7 +224,8 @@ def main() -> int:
     ap.add_argument("--checkouts", type=int, default=100_000, help="checkouts in the memory part")
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--parts", default="get,checkout,slow,memory",
-                    help="comma list of get, checkout, slow, memory")
+                    help="comma list of get, checkout, floor (checkout with a third listener: "
+                         "bench/envoy/floor-filter), slow, memory")
     ap.add_argument("--batch-events", type=int, default=BATCH["max_events"])
     ap.add_argument("--batch-wait-ms", type=int, default=BATCH["max_wait_ms"])
     a = ap.parse_args()
@@ -231,8 +251,11 @@ def main() -> int:
         plugin["limits"]["queue_capacity"] = 1000
         res["plugin_batch"] = plugin["destination"]["batch"]
         res["plugin_limits"] = plugin["limits"]
-        envoy = Envoy(tmp, t.envoy_config(shop_port=shop_port, sink_port=sink.port,
-                                          ca=sink.cert_dir / "ca.pem", plugin=plugin))
+        config = t.envoy_config(shop_port=shop_port, sink_port=sink.port, ca=sink.cert_dir / "ca.pem",
+                                plugin=plugin)
+        if "floor" in parts:
+            config = with_floor_listener(config)
+        envoy = Envoy(tmp, config)
         cpu = CpuMeter({"envoy": envoy.proc, "sink": sink.proc, "shop": shop})
         log(f"envoy {envoy.admin} capi={envoy.capi_url} plain={envoy.plain_url} shop={shop_port} sink={sink.port}")
 
@@ -241,6 +264,8 @@ def main() -> int:
         wrk(envoy.capi_url + "/products/1", "report.lua", duration=2, conns=a.conns)
         wrk(envoy.capi_url, "checkout.lua", duration=2, conns=a.conns, args=[f"{run_id}w"])
         wrk(envoy.plain_url, "checkout.lua", duration=2, conns=a.conns, args=[f"{run_id}wp"])
+        if envoy.floor_url:
+            wrk(envoy.floor_url, "checkout.lua", duration=2, conns=a.conns, args=[f"{run_id}wf"])
         time.sleep(1)
 
         def measured(url: str, script: str, args: list[str] | None, settle: float) -> dict:
@@ -254,9 +279,14 @@ def main() -> int:
             return d
 
         # 1 + 2: alternating rounds (the order flips each round).
-        runs: dict[str, list[dict]] = {"get_plain": [], "get_capi": [], "co_plain": [], "co_capi": []}
+        runs: dict[str, list[dict]] = {"get_plain": [], "get_capi": [], "co_plain": [], "co_capi": [],
+                                       "co_floor": []}
+        urls = {"plain": envoy.plain_url, "capi": envoy.capi_url, "floor": envoy.floor_url}
         for r in range(a.rounds):
             order = [("plain", "capi"), ("capi", "plain")][r % 2]
+            # With the floor listener: the three in turn, each round starting one later.
+            co_order = order if not envoy.floor_url else \
+                [("plain", "capi", "floor"), ("capi", "floor", "plain"), ("floor", "plain", "capi")][r % 3]
             if "get" in parts:
                 for side in order:
                     url = envoy.capi_url if side == "capi" else envoy.plain_url
@@ -264,9 +294,9 @@ def main() -> int:
                     runs[f"get_{side}"].append(d)
                     log(f"round {r + 1} GET /products/1 {side}: {d['rps']:.0f} rps p99 {d['p99_us']} us "
                         f"errors {d['errors']} cpu us/req {d['cpu_us_per_req']} load {d['loadavg']:.2f}")
-            if "checkout" in parts:
-                for side in order:
-                    url = envoy.capi_url if side == "capi" else envoy.plain_url
+            if "checkout" in parts or "floor" in parts:
+                for side in co_order:
+                    url = urls[side]
                     sink.reset()
                     before = envoy.counters()
                     d = measured(url, "checkout.lua", [f"{run_id}r{r}{side}"],
@@ -376,6 +406,12 @@ def print_table(res: dict) -> None:
         print(f"| 2 | CPU µs per checkout (medians) | {cpu_s(c['cpu']['plain'])} | {cpu_s(c['cpu']['capi'])} | "
               f"Envoy {c['cpu']['capi']['envoy'] - c['cpu']['plain']['envoy']:+.1f} µs, sink "
               f"{c['cpu']['capi']['sink'] - c['cpu']['plain']['sink']:+.1f} µs | – |")
+    if runs.get("co_floor"):
+        f = ratio_rows(runs["co_plain"], runs["co_floor"])
+        print(f"| 2f | `POST /api/checkout` rps through the floor filter (reads, does nothing) | {f['rps_plain']:.0f} | "
+              f"{f['rps_capi']:.0f} | ratio per round {fr(f['ratios'])}; median **{f['ratio']:.3f}** | – |")
+        print(f"| 2f | CPU µs per checkout, floor filter (medians) | {cpu_s(f['cpu']['plain'])} | {cpu_s(f['cpu']['capi'])} | "
+              f"Envoy {f['cpu']['capi']['envoy'] - f['cpu']['plain']['envoy']:+.1f} µs | – |")
     if "slow_sink" in res:
         sl = res["slow_sink"]
         sn99, ss99 = med([d["p99_us"] for d in sl["normal"]]), med([d["p99_us"] for d in sl["slow"]])

@@ -87,7 +87,13 @@ pub struct FilterModule {
 
 impl FilterModule {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HostError> {
-        let engine = Engine::default();
+        let mut cfg = wasmtime::Config::new();
+        // `CAPI_PERFMAP=1`: write /tmp/perf-<pid>.map, so that `perf report` names the guest's
+        // functions (with a `CAPI_WASM_KEEP_NAMES=1` build of the filter).
+        if std::env::var_os("CAPI_PERFMAP").is_some() {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&cfg).map_err(setup)?;
         let module = Module::new(&engine, bytes).map_err(setup)?;
         Ok(FilterModule { engine, module })
     }
