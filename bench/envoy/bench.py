@@ -134,6 +134,7 @@ class Envoy:
         self.capi_url = f"http://127.0.0.1:{ports['capi']}"
         self.plain_url = f"http://127.0.0.1:{ports['plain']}"
         self.floor_url = f"http://127.0.0.1:{ports['floor']}" if "floor" in ports else None
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
     def get(self, path: str) -> str:
         try:
@@ -168,17 +169,17 @@ class Envoy:
 FLOOR_WASM = ROOT / "target/wasm32-wasip1/filter/capi_bench_floor_filter.wasm"
 
 
-def with_floor_listener(config: dict) -> dict:
-    """Adds a listener `floor`: the `capi` listener with bench/envoy/floor-filter's .wasm (reads
+def with_floor_listener(config: dict, name: str = "floor", configuration: str = "{}") -> dict:
+    """Adds a listener `name`: the `capi` listener with bench/envoy/floor-filter's .wasm (reads
     request headers, the peer address, response headers and body; does nothing else) in place of
-    the capi filter, in its own VM."""
+    the capi filter, in its own VM, with `configuration` as its plugin configuration."""
     capi = next(l for l in config["static_resources"]["listeners"] if l["name"] == "capi")
-    floor = json.loads(json.dumps(capi).replace('"capi"', '"floor"'))
+    floor = json.loads(json.dumps(capi).replace('"capi"', json.dumps(name)))
     hcm = floor["filter_chains"][0]["filters"][0]["typed_config"]
     for f in hcm["http_filters"]:
-        if f["name"] == "floor":  # enabled per route as the capi filter is (the routes say "floor" now)
+        if f["name"] == name:  # enabled per route as the capi filter is (the routes name it now)
             f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(FLOOR_WASM)
-            f["typed_config"]["config"]["configuration"]["value"] = "{}"
+            f["typed_config"]["config"]["configuration"]["value"] = configuration
     config["static_resources"]["listeners"].append(floor)
     return config
 

@@ -5,13 +5,14 @@
 //! * Each HTTP context watches one exchange: it decides with `match_request` on the request
 //!   headers (no match: nothing more is done), checks consent, copies the bodies the rule reads
 //!   as they pass (always `Continue`: the client is never delayed nor its bytes altered), and at
-//!   the end of the response extracts the event and pushes it into the root's outbox.
+//!   the end of the response hands the exchange to the root, whose next tick (1 ms later, after
+//!   Envoy has passed the last bytes on) extracts the event into the outbox.
 //!
 //! Root and HTTP contexts of one plugin live in the same VM on the same thread, so they share
 //! state through `Rc<RefCell<_>>`. Calls are only dispatched from the root context (its tick):
 //! the SDK routes an answer to the context that dispatched the call, and an HTTP context is
-//! gone by the time the destination answers. After a push the HTTP context sets the root's tick
-//! to 1 ms, so a single event still leaves at once.
+//! gone by the time the destination answers. A completed exchange sets the root's tick to 1 ms,
+//! so a single event is extracted and sent about a millisecond after its response.
 //!
 //! Nothing here may panic: a trap in the VM takes the filter down for the whole worker.
 
@@ -53,6 +54,11 @@ const BLOCKED_TICK_MS: u32 = 50;
 const MAX_DISPATCH_PER_PUMP: usize = 256;
 /// Bytes of a destination's answer body read (for a 400's reason).
 const MAX_ANSWER_BODY: usize = 4096;
+/// Completed exchanges waiting for the root's next tick to be extracted, at most (count and
+/// body bytes). The tick comes 1 ms after the first one: only a worker stalled for that long
+/// under a flood of checkouts reaches these; what does not fit is `dropped_queue_full`.
+const MAX_PENDING: usize = 256;
+const MAX_PENDING_BYTES: usize = 8 << 20;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -139,6 +145,13 @@ struct State {
     tick_next: i64,
     /// Set when Envoy asked the root to stop (`on_done`) while events were still held.
     draining_since: Option<i64>,
+    /// Exchanges whose response is complete, extracted on the root's next tick: decoding,
+    /// parsing and hashing then run after Envoy has passed the response's last bytes on, so
+    /// they never add to the client's response time.
+    #[allow(clippy::vec_box)] // the HTTP context's Box moves in as it is: no copy of the Track
+    pending: Vec<Box<Track>>,
+    /// Body bytes held by `pending`.
+    pending_bytes: usize,
 }
 
 impl State {
@@ -155,6 +168,7 @@ impl State {
             return;
         };
         let want = match a.outbox.next_wakeup() {
+            _ if !self.pending.is_empty() => KICK_TICK_MS,
             Some(t) if t <= now => {
                 if kick {
                     KICK_TICK_MS
@@ -278,6 +292,20 @@ impl Root {
             inflight: Vec::new(),
             rng,
         })
+    }
+
+    /// Extracts the exchanges completed since the last tick into the outbox.
+    fn extract_pending(&self) {
+        let pending = match self.state.try_borrow_mut() {
+            Ok(mut st) => {
+                st.pending_bytes = 0;
+                std::mem::take(&mut st.pending)
+            }
+            Err(_) => return,
+        };
+        for t in pending {
+            extract_exchange(&self.state, t);
+        }
     }
 
     /// Sends every request that is due. The state is not borrowed across the host call.
@@ -459,6 +487,8 @@ impl Context for Root {
     /// Envoy stops the root (a reload or shutdown): held events get up to `DRAIN_MS` to go
     /// out before the root says it is done; whatever is left then is counted, not lost.
     fn on_done(&mut self) -> bool {
+        // Exchanges that completed since the last tick are events to drain like the others.
+        self.extract_pending();
         let Ok(mut st) = self.state.try_borrow_mut() else {
             return true;
         };
@@ -523,6 +553,7 @@ impl RootContext for Root {
                 st.metrics.add(C::SkippedNoRule, n);
             }
         }
+        self.extract_pending();
         self.pump();
         if let Ok(mut st) = self.state.try_borrow_mut() {
             st.reschedule(host::now_ms(), false);
@@ -562,9 +593,16 @@ struct Track {
     /// Some while the rule reads the response body.
     response_body: Option<Vec<u8>>,
     response_encoding: Encoding,
+    /// When the response completed (host clock ms): the event's default timestamp.
+    completed_at: i64,
 }
 
 impl Track {
+    fn body_bytes(&self) -> usize {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+        len(&self.request_body) + len(&self.response_body)
+    }
+
     fn rule(&self) -> Option<&Rule> {
         self.config.rules.get(self.rule)
     }
@@ -702,6 +740,7 @@ impl Http {
             response_headers: Vec::new(),
             response_body: None,
             response_encoding: Encoding::Identity,
+            completed_at: 0,
         }));
     }
 
@@ -760,109 +799,140 @@ impl Http {
         }
     }
 
-    /// The response is complete: decode, extract, hand the event to the outbox.
+    /// The response is complete: the exchange waits for the root's next tick (1 ms), which
+    /// extracts it after Envoy has passed these last bytes on.
     fn finish(&mut self) {
         let Some(mut t) = self.track.take() else {
             return;
         };
-        let limit = t.config.limits.max_body_bytes;
-        let request_body = if t.request_complete {
-            t.request_body.take()
-        } else {
-            None
-        };
-        let response_body = t.response_body.take();
-        let Some(rule) = t.rule() else { return };
-        let decoded =
-            |body: Option<Vec<u8>>, enc: Encoding| body.map(|b| decode(enc, b, limit)).transpose();
-        let bodies = decoded(request_body, t.request_encoding)
-            .and_then(|q| Ok((q, decoded(response_body, t.response_encoding)?)));
-        let (request_body, response_body) = match bodies {
-            Ok(b) => b,
-            Err(e) => {
-                let c = if e == DecodeError::TooLarge {
-                    C::SkippedBodyTooLarge
-                } else {
-                    C::ExtractFailed
-                };
-                self.count(c);
-                host::log(
-                    LogLevel::Warn,
-                    &format!("capi: rule {}: no event: {}", rule.name, e.as_str()),
-                );
-                return;
-            }
-        };
-        let ex = Exchange {
-            method: &t.method,
-            host: &t.host,
-            path: &t.path,
-            request_headers: &t.request_headers,
-            request_body: request_body.as_deref(),
-            response_status: t.status,
-            response_headers: &t.response_headers,
-            response_body: response_body.as_deref(),
-            client_ip: t.peer_address.as_deref(),
-        };
-        let now = host::now_ms();
-        let extracted = match extract_event(&t.config, rule, &ex, now) {
-            Ok(x) => x,
-            Err(e) => {
-                self.count(C::ExtractFailed);
-                host::log(
-                    LogLevel::Warn,
-                    &format!("capi: rule {}: no event: {e}", rule.name),
-                );
-                return;
-            }
-        };
-        if !extracted.skipped.is_empty() && host::enabled(LogLevel::Debug) {
-            for s in &extracted.skipped {
-                host::log(
-                    LogLevel::Debug,
-                    &format!(
-                        "capi: rule {}: {} left out: {}",
-                        rule.name, s.field, s.reason
-                    ),
-                );
-            }
-        }
-        let event_id = extracted.event.event_id.clone();
-        // Other worker VMs may have seen the same order: Envoy's shared data is the one place
-        // they all read.
-        let limits = &t.config.limits;
-        let shared = SharedDedup::new(limits.dedup_capacity, limits.dedup_window_ms);
-        if shared.claim(&host::SharedData, &event_id, now) == Claim::Duplicate {
-            self.count(C::Dropped(capi_core::DropReason::Duplicate));
-            if host::enabled(LogLevel::Debug) {
-                host::log(
-                    LogLevel::Debug,
-                    &format!(
-                        "capi: rule {}: event {event_id} not queued: duplicate (another worker)",
-                        rule.name
-                    ),
-                );
-            }
-            return;
-        }
         let Ok(mut st) = self.state.try_borrow_mut() else {
             return;
         };
-        let Some(a) = st.active.as_mut() else { return };
-        if !Rc::ptr_eq(&a.config, &t.config) {
-            return; // reconfigured meanwhile
-        }
-        if let Err(reason) = a.outbox.push(extracted.event, now) {
+        let bytes = t.body_bytes();
+        if st.pending.len() >= MAX_PENDING
+            || st.pending_bytes.saturating_add(bytes) > MAX_PENDING_BYTES
+        {
+            st.metrics.inc(C::Dropped(capi_core::DropReason::QueueFull));
+            drop(st);
             host::log(
                 LogLevel::Warn,
                 &format!(
-                    "capi: rule {}: event {event_id} not queued: {reason}",
+                    "capi: rule {}: no event: {MAX_PENDING} exchanges or {MAX_PENDING_BYTES} body bytes already wait for extraction (counted as dropped_queue_full)",
+                    t.rule_name()
+                ),
+            );
+            return;
+        }
+        let now = host::now_ms();
+        t.completed_at = now;
+        st.pending_bytes += bytes;
+        st.pending.push(t);
+        st.reschedule(now, true);
+    }
+}
+
+/// Decodes the bodies of a completed exchange, extracts its event and hands it to the outbox.
+fn extract_exchange(state: &RefCell<State>, mut t: Box<Track>) {
+    let count = |c: C| {
+        if let Ok(st) = state.try_borrow() {
+            st.metrics.inc(c);
+        }
+    };
+    let limit = t.config.limits.max_body_bytes;
+    let request_body = if t.request_complete {
+        t.request_body.take()
+    } else {
+        None
+    };
+    let response_body = t.response_body.take();
+    let Some(rule) = t.rule() else { return };
+    let decoded =
+        |body: Option<Vec<u8>>, enc: Encoding| body.map(|b| decode(enc, b, limit)).transpose();
+    let bodies = decoded(request_body, t.request_encoding)
+        .and_then(|q| Ok((q, decoded(response_body, t.response_encoding)?)));
+    let (request_body, response_body) = match bodies {
+        Ok(b) => b,
+        Err(e) => {
+            count(if e == DecodeError::TooLarge {
+                C::SkippedBodyTooLarge
+            } else {
+                C::ExtractFailed
+            });
+            host::log(
+                LogLevel::Warn,
+                &format!("capi: rule {}: no event: {}", rule.name, e.as_str()),
+            );
+            return;
+        }
+    };
+    let ex = Exchange {
+        method: &t.method,
+        host: &t.host,
+        path: &t.path,
+        request_headers: &t.request_headers,
+        request_body: request_body.as_deref(),
+        response_status: t.status,
+        response_headers: &t.response_headers,
+        response_body: response_body.as_deref(),
+        client_ip: t.peer_address.as_deref(),
+    };
+    // The event's time is when the response completed, not when the tick came.
+    let at = t.completed_at;
+    let extracted = match extract_event(&t.config, rule, &ex, at) {
+        Ok(x) => x,
+        Err(e) => {
+            count(C::ExtractFailed);
+            host::log(
+                LogLevel::Warn,
+                &format!("capi: rule {}: no event: {e}", rule.name),
+            );
+            return;
+        }
+    };
+    if !extracted.skipped.is_empty() && host::enabled(LogLevel::Debug) {
+        for s in &extracted.skipped {
+            host::log(
+                LogLevel::Debug,
+                &format!(
+                    "capi: rule {}: {} left out: {}",
+                    rule.name, s.field, s.reason
+                ),
+            );
+        }
+    }
+    let event_id = extracted.event.event_id.clone();
+    // Other worker VMs may have seen the same order: Envoy's shared data is the one place
+    // they all read.
+    let limits = &t.config.limits;
+    let shared = SharedDedup::new(limits.dedup_capacity, limits.dedup_window_ms);
+    if shared.claim(&host::SharedData, &event_id, at) == Claim::Duplicate {
+        count(C::Dropped(capi_core::DropReason::Duplicate));
+        if host::enabled(LogLevel::Debug) {
+            host::log(
+                LogLevel::Debug,
+                &format!(
+                    "capi: rule {}: event {event_id} not queued: duplicate (another worker)",
                     rule.name
                 ),
             );
         }
-        st.sync_metrics();
-        st.reschedule(now, true);
+        return;
+    }
+    let Ok(mut st) = state.try_borrow_mut() else {
+        return;
+    };
+    let Some(a) = st.active.as_mut() else { return };
+    if !Rc::ptr_eq(&a.config, &t.config) {
+        return; // reconfigured meanwhile
+    }
+    if let Err(reason) = a.outbox.push(extracted.event, host::now_ms()) {
+        host::log(
+            LogLevel::Warn,
+            &format!(
+                "capi: rule {}: event {event_id} not queued: {reason}",
+                rule.name
+            ),
+        );
     }
 }
 
