@@ -809,8 +809,10 @@ impl Http {
             return;
         };
         let bytes = t.body_bytes();
-        if st.pending.len() >= MAX_PENDING
-            || st.pending_bytes.saturating_add(bytes) > MAX_PENDING_BYTES
+        // One exchange always fits (its bodies are within limits.max_body_bytes).
+        if !st.pending.is_empty()
+            && (st.pending.len() >= MAX_PENDING
+                || st.pending_bytes.saturating_add(bytes) > MAX_PENDING_BYTES)
         {
             st.metrics.inc(C::Dropped(capi_core::DropReason::QueueFull));
             drop(st);
@@ -925,7 +927,8 @@ fn extract_exchange(state: &RefCell<State>, mut t: Box<Track>) {
     if !Rc::ptr_eq(&a.config, &t.config) {
         return; // reconfigured meanwhile
     }
-    if let Err(reason) = a.outbox.push(extracted.event, host::now_ms()) {
+    // Queued as of the completion too: a batch's max_wait_ms counts from the response.
+    if let Err(reason) = a.outbox.push(extracted.event, at) {
         host::log(
             LogLevel::Warn,
             &format!(

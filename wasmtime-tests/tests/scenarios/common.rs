@@ -70,8 +70,10 @@ pub fn order_event_id(config: &[u8], order: &str) -> String {
     )
 }
 
-/// Advances until no call is pending and the outbox is empty (or `max_ms` passed).
+/// Advances until no call is pending and the outbox is empty (or `max_ms` passed). The first
+/// millisecond always passes: the filter extracts completed exchanges on that tick.
 pub fn settle(e: &mut Envoy, max_ms: u64) -> bool {
+    e.advance(1).unwrap_or_else(|err| panic!("{err}"));
     e.advance_until(100, max_ms, |e| {
         e.pending_total() == 0 && e.stat("capi.queue_depth") == 0
     })

@@ -10,6 +10,7 @@ mod batching;
 mod checkout_basic;
 mod core_abi_compare;
 mod dedup;
+mod deferred_extraction;
 mod envoy_rules;
 mod host_rules;
 mod queue_full;
