@@ -18,6 +18,11 @@ load than req/s):
   3. checkout p99 through the filter with a normal sink vs a sink that answers in 500 ms;
   4. Envoy memory before/after N checkouts with the sink stopped (queue_capacity 1000);
   5. the .wasm size.
+Optional parts: `floor` adds a third listener with bench/envoy/floor-filter (reads what a
+conversion needs, does nothing else) to the checkout rounds: the ceiling of any filter that reads
+these inputs through proxy-wasm; `latency` runs checkouts over one connection through plain,
+floor and capi (and `alt`, another build given with --alt-wasm), paced 2 ms apart: p50/p99 per
+checkout.
 Prints a Markdown table and writes the raw figures to target/bench-envoy/result.json.
 """
 
@@ -184,6 +189,18 @@ def with_floor_listener(config: dict, name: str = "floor", configuration: str = 
     return config
 
 
+def with_alt_listener(config: dict, wasm: Path) -> dict:
+    """Adds a listener `alt`: the `capi` listener (same plugin configuration) loading another
+    build of the filter, in its own VM."""
+    capi = next(l for l in config["static_resources"]["listeners"] if l["name"] == "capi")
+    alt = json.loads(json.dumps(capi).replace('"capi"', '"alt"'))
+    for f in alt["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
+        if f["name"] == "alt":
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(wasm.resolve())
+    config["static_resources"]["listeners"].append(alt)
+    return config
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -226,7 +243,11 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--parts", default="get,checkout,slow,memory",
                     help="comma list of get, checkout, floor (checkout with a third listener: "
-                         "bench/envoy/floor-filter), slow, memory")
+                         "bench/envoy/floor-filter), latency (one paced connection: plain, floor, "
+                         "capi [, alt]), slow, memory")
+    ap.add_argument("--alt-wasm", type=Path, default=None,
+                    help="another build of the capi filter on a listener `alt` (the latency part "
+                         "runs it beside the others): compare two builds in one Envoy")
     ap.add_argument("--batch-events", type=int, default=BATCH["max_events"])
     ap.add_argument("--batch-wait-ms", type=int, default=BATCH["max_wait_ms"])
     a = ap.parse_args()
@@ -254,8 +275,10 @@ def main() -> int:
         res["plugin_limits"] = plugin["limits"]
         config = t.envoy_config(shop_port=shop_port, sink_port=sink.port, ca=sink.cert_dir / "ca.pem",
                                 plugin=plugin)
-        if "floor" in parts:
+        if "floor" in parts or "latency" in parts:
             config = with_floor_listener(config)
+        if a.alt_wasm:
+            config = with_alt_listener(config, a.alt_wasm)
         envoy = Envoy(tmp, config)
         cpu = CpuMeter({"envoy": envoy.proc, "sink": sink.proc, "shop": shop})
         log(f"envoy {envoy.admin} capi={envoy.capi_url} plain={envoy.plain_url} shop={shop_port} sink={sink.port}")
@@ -313,6 +336,24 @@ def main() -> int:
                         f"cpu us/req {d['cpu_us_per_req']} load {d['loadavg']:.2f} "
                         f"counters {d['counters']} sink {d.get('sink')}")
         res["runs"] = runs
+
+        if "latency" in parts:
+            # One connection, paced (a 2 ms pause before each request): each checkout meets an
+            # idle worker, so its latency is its own, not a queue's. Work the filter does on the
+            # response path shows as p50 over plain's; work it defers to a tick does not.
+            os.environ["CAPI_BENCH_DELAY_MS"] = "2"
+            sides = ["plain", "floor", "capi"] + (["alt"] if a.alt_wasm else [])
+            lat: dict[str, list[dict]] = {k: [] for k in sides}
+            for r in range(a.rounds):
+                for side in sides[r % len(sides):] + sides[:r % len(sides)]:
+                    d = wrk(envoy.urls[side], "checkout.lua", duration=a.duration, conns=1,
+                            args=[f"{run_id}l{r}{side}"])
+                    lat[side].append(d)
+                    log(f"latency round {r + 1} {side}: {d['rps']:.0f} rps p50 {d['p50_us']} p99 {d['p99_us']} us "
+                        f"errors {d['errors']}")
+                time.sleep(1.5 + a.batch_wait_ms / 1000)
+            os.environ.pop("CAPI_BENCH_DELAY_MS", None)
+            res["latency"] = lat
 
         if "slow" in parts:
             # 3: slow sink vs normal sink, filter on, alternating.
@@ -413,6 +454,14 @@ def print_table(res: dict) -> None:
               f"{f['rps_capi']:.0f} | ratio per round {fr(f['ratios'])}; median **{f['ratio']:.3f}** | – |")
         print(f"| 2f | CPU µs per checkout, floor filter (medians) | {cpu_s(f['cpu']['plain'])} | {cpu_s(f['cpu']['capi'])} | "
               f"Envoy {f['cpu']['capi']['envoy'] - f['cpu']['plain']['envoy']:+.1f} µs | – |")
+    if "latency" in res:
+        lat = res["latency"]
+        base = med([d["p50_us"] for d in lat["plain"]])
+        for side, runs_ in lat.items():
+            p50 = [d["p50_us"] for d in runs_]
+            p99 = med([d["p99_us"] for d in runs_])
+            print(f"| L | checkout latency, one connection, `{side}` (p50 per round {', '.join(str(x) for x in p50)} µs) "
+                  f"| – | p50 **{med(p50):.0f} µs**, p99 {p99:.0f} µs | p50 {med(p50) - base:+.0f} µs over plain | – |")
     if "slow_sink" in res:
         sl = res["slow_sink"]
         sn99, ss99 = med([d["p99_us"] for d in sl["normal"]]), med([d["p99_us"] for d in sl["slow"]])

@@ -14,6 +14,12 @@ local headers = {
   ["cookie"] = "capi_guid=85b04ded-09dd-4015-ad30-581e45452dd9; theme=dark",
 }
 if os.getenv("CAPI_BENCH_GPC") == "1" then headers["sec-gpc"] = "1" end
+-- CAPI_BENCH_DELAY_MS=N: a pause of N ms before each request (paced traffic: every checkout
+-- meets an idle worker, so its latency is its own).
+local delay_ms = tonumber(os.getenv("CAPI_BENCH_DELAY_MS") or "")
+if delay_ms then
+  function delay() return delay_ms end
+end
 
 function init(args)
   prefix = args[1] or "x"

@@ -16,7 +16,7 @@ fi
 cargo xtask build-filter   # profile filter + wasm-opt -Oz (what the tests, the demo and this bench load)
 cargo build -p capi-cli --release
 case " $* " in  # the floor part's third listener loads bench/envoy/floor-filter
-  *floor*) cargo build -p capi-bench-floor-filter --target wasm32-wasip1 --profile filter ;;
+  *floor*|*latency*) cargo build -p capi-bench-floor-filter --target wasm32-wasip1 --profile filter ;;
 esac
 
 exec python3 bench/envoy/bench.py "$@"
