@@ -201,6 +201,17 @@ def with_alt_listener(config: dict, wasm: Path) -> dict:
     return config
 
 
+def start_sink_and_shop(tmp: Path) -> tuple["t.Sink", subprocess.Popen, int]:
+    """`capi sink --tls` (no --record: it stands in for a remote platform; appending each event
+    to a file would only add disk work on the cores the measured Envoy shares) and
+    `capi demo-shop`; returns both and the shop's port."""
+    sink = t.Sink(tmp, record=False)
+    shop = t.PROCS.start("shop", [str(t.CAPI), "demo-shop", "--port", "0"], stdout=subprocess.PIPE,
+                         stderr=open(tmp / "shop.log", "ab"))
+    shop_port = int(re.search(r":(\d+)", t.first_line(shop, "capi demo-shop")).group(1))
+    return sink, shop, shop_port
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -262,12 +273,7 @@ def main() -> int:
                  "loadavg_start": os.getloadavg()}
     run_id = f"b{os.getpid()}{int(time.time())}"
     try:
-        # No --record: the sink stands in for a remote platform; appending each event to a file
-        # would only add disk work on the cores the measured Envoy shares.
-        sink = t.Sink(tmp, record=False)
-        shop = t.PROCS.start("shop", [str(t.CAPI), "demo-shop", "--port", "0"], stdout=subprocess.PIPE,
-                             stderr=open(tmp / "shop.log", "ab"))
-        shop_port = int(re.search(r":(\d+)", t.first_line(shop, "capi demo-shop")).group(1))
+        sink, shop, shop_port = start_sink_and_shop(tmp)
         plugin = t.plugin_config(sink.port)
         plugin["destination"]["batch"] = {"max_events": a.batch_events, "max_wait_ms": a.batch_wait_ms}
         plugin["limits"]["queue_capacity"] = 1000

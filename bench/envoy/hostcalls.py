@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,10 +36,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="capi-bench-hostcalls-"))
     res: dict[str, list[float]] = {}
     try:
-        sink = t.Sink(tmp, record=False)
-        shop = t.PROCS.start("shop", [str(t.CAPI), "demo-shop", "--port", "0"], stdout=subprocess.PIPE,
-                             stderr=open(tmp / "shop.log", "ab"))
-        shop_port = int(re.search(r":(\d+)", t.first_line(shop, "capi demo-shop")).group(1))
+        sink, shop, shop_port = b.start_sink_and_shop(tmp)
         config = t.envoy_config(shop_port=shop_port, sink_port=sink.port, ca=sink.cert_dir / "ca.pem",
                                 plugin=t.plugin_config(sink.port))
         config = b.with_floor_listener(config)

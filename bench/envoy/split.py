@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +40,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="capi-bench-split-"))
     res: dict[str, list[dict]] = {}
     try:
-        sink = t.Sink(tmp, record=False)
-        shop = t.PROCS.start("shop", [str(t.CAPI), "demo-shop", "--port", "0"], stdout=subprocess.PIPE,
-                             stderr=open(tmp / "shop.log", "ab"))
-        shop_port = int(re.search(r":(\d+)", t.first_line(shop, "capi demo-shop")).group(1))
+        sink, shop, shop_port = b.start_sink_and_shop(tmp)
         plugin = t.plugin_config(sink.port)
         plugin["destination"]["batch"] = {"max_events": a.batch_events, "max_wait_ms": a.batch_wait_ms}
         plugin["limits"]["queue_capacity"] = 1000
