@@ -13,7 +13,7 @@ use crate::json_select::{self, Scalar};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
 use crate::user_agent::parse_user_agent;
-use crate::{click_id, currency, event_id};
+use crate::{click_id, currency, decimal, event_id};
 
 /// Where one field's value is read from, written `kind:key` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,7 +400,7 @@ fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'s
         && text.bytes().any(|b| b.is_ascii_digit());
     let v: f64 = match &raw {
         Raw::Number(n) => n.as_f64().ok_or("not a number")?,
-        Raw::Text(_) if plain => text.parse().map_err(|_| "not a number")?,
+        Raw::Text(_) if plain => decimal::parse_plain(text).ok_or("not a number")?,
         Raw::Text(_) => return Err("expected a number or a numeric string such as \"12.50\""),
     };
     if !v.is_finite() || v < 0.0 {

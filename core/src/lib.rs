@@ -21,6 +21,7 @@ pub mod collect;
 pub mod config;
 pub mod consent;
 pub mod currency;
+pub mod decimal;
 pub mod delivery;
 pub mod encode;
 pub mod event;
