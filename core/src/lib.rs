@@ -28,6 +28,7 @@ pub mod event;
 pub mod event_id;
 pub mod extract;
 pub mod json_select;
+pub mod lowercase;
 pub mod normalize;
 pub mod outbox;
 pub mod request;
