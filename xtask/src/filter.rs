@@ -1,7 +1,7 @@
 //! Building the Envoy filter's .wasm the way every consumer loads it (Envoy tests, the demo,
 //! the wasmtime tests, the benchmarks): `cargo build --profile filter` (release with fat LTO,
-//! `opt-level = "z"` for every crate in it, stripped), then binaryen's `wasm-opt -Oz
-//! --converge --const-hoisting` over the result, in place.
+//! `opt-level = "z"` for every crate in it, stripped), then binaryen's `wasm-opt -Oz` (and a
+//! few more passes, see `WASM_OPT_PASSES`) over the result, in place.
 //!
 //! In place: the file cargo leaves at `target/wasm32-wasip1/filter/` is a hard link to its
 //! `deps/` copy, and writing through it keeps cargo's fingerprint fresh, so a later plain
@@ -31,8 +31,15 @@ pub const FILTER_WASM: &str = "wasm32-wasip1/filter/capi_proxy_wasm_filter.wasm"
 /// `-Oz` until it changes nothing more (`--converge`, ~0.8 KB), then constants used many times
 /// (data addresses, mostly) moved into immutable globals (`--const-hoisting`, ~2.4 KB): a
 /// `global.get` where an `i32.const` was, a load of the instance's globals in V8 rather than an
-/// immediate, too small to show next to a checkout's host calls.
-const WASM_OPT_PASSES: [&str; 3] = ["-Oz", "--converge", "--const-hoisting"];
+/// immediate, too small to show next to a checkout's host calls. `--low-memory-unused` (~1.6
+/// KB) lets it fold `p + C` (C < 1024) into a load's or store's offset, which differs only when
+/// `p + C` wraps past 4 GiB: no Rust pointer arithmetic does (and it saves an add).
+const WASM_OPT_PASSES: [&str; 4] = [
+    "--low-memory-unused",
+    "-Oz",
+    "--converge",
+    "--const-hoisting",
+];
 
 /// The wasm features rustc enables for wasm32-wasip1 (binaryen must accept what it reads and
 /// must not add any that V8 in Envoy might lack). The stripped file has no target_features
