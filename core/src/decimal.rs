@@ -62,7 +62,8 @@ pub fn parse_plain(text: &str) -> Option<f64> {
     }
     if nsig <= 19 {
         let (mut m, mut e) = (mant, exp);
-        while m % 10 == 0 {
+        // Trailing zeros only matter when they keep the value off the fast path.
+        while (m >= 1 << 53 || e < -22) && m % 10 == 0 {
             m /= 10;
             e += 1;
         }

@@ -10,6 +10,9 @@ include!(concat!(env!("OUT_DIR"), "/lowercase.rs"));
 
 /// The same string as `s.to_lowercase()`.
 pub fn to_lowercase(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for (i, c) in s.char_indices() {
         if c.is_ascii() {
