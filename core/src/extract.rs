@@ -13,7 +13,7 @@ use crate::json_select::{self, Scalar};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
 use crate::user_agent::parse_user_agent;
-use crate::{click_id, currency, event_id};
+use crate::{click_id, currency, decimal, event_id};
 
 /// Where one field's value is read from, written `kind:key` in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,12 +386,12 @@ fn missing(field: &'static str, source: &Source) -> ExtractError {
 /// Parses a money amount: a JSON number or a numeric string such as "12.50". In minor units
 /// the value must be an integer and is scaled by the currency's exponent.
 fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'static str> {
-    let number;
     let text = match &raw {
-        Raw::Number(n) => {
-            number = n.to_string();
-            number.as_str()
-        }
+        // Only read below to tell integers from fractions in minor units: serde_json writes
+        // every float with a '.' or an exponent and no integer with either
+        // (`float_text_has_a_point_or_exponent` in the tests).
+        Raw::Number(n) if n.is_f64() => "0.0",
+        Raw::Number(_) => "0",
         Raw::Text(s) => s.trim(),
     };
     let plain = !text.is_empty()
@@ -400,7 +400,7 @@ fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'s
         && text.bytes().any(|b| b.is_ascii_digit());
     let v: f64 = match &raw {
         Raw::Number(n) => n.as_f64().ok_or("not a number")?,
-        Raw::Text(_) if plain => text.parse().map_err(|_| "not a number")?,
+        Raw::Text(_) if plain => decimal::parse_plain(text).ok_or("not a number")?,
         Raw::Text(_) => return Err("expected a number or a numeric string such as \"12.50\""),
     };
     if !v.is_finite() || v < 0.0 {
@@ -635,6 +635,20 @@ mod tests {
     }
 
     proptest! {
+        /// What parse_value relies on to tell fractions from integers without formatting.
+        #[test]
+        fn float_text_has_a_point_or_exponent(bits in any::<u64>(), i in any::<i64>(), u in any::<u64>()) {
+            let special = [0.0, -0.0, 1.0, 100.0, 1e15, 1e16, 1e17, 1e21, 1e22, 1e300, 5e-324, f64::MAX];
+            for x in special.into_iter().chain([f64::from_bits(bits), i as f64, u as f64]) {
+                if let Some(n) = serde_json::Number::from_f64(x) {
+                    prop_assert!(n.to_string().contains(['.', 'e', 'E']), "{}", n);
+                }
+            }
+            for n in [serde_json::Number::from(i), serde_json::Number::from(u)] {
+                prop_assert!(!n.to_string().contains(['.', 'e', 'E']), "{}", n);
+            }
+        }
+
         #[test]
         fn one_pass_cookies_are_the_one_by_one_lookups(
             headers in prop::collection::vec(

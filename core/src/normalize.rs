@@ -86,7 +86,7 @@ pub fn is_sha256_hex(s: &str) -> bool {
 
 /// Trimmed and lower-cased, refused unless it looks like `local@domain.tld`.
 pub fn normalize_email(raw: &str) -> Result<String, IdError> {
-    let e = raw.trim().to_lowercase();
+    let e = crate::lowercase::to_lowercase(raw.trim());
     check_email(&e)?;
     Ok(e)
 }

@@ -27,7 +27,7 @@ const PARTS: [&str; 4] = ["core", "envoy", "wasmtime", "worker"];
 const USAGE: &str = "usage:
   cargo xtask test  [core|envoy|wasmtime|worker]...   run the checks (no part = all)
   cargo xtask bench [core|envoy|wasmtime|worker]...   run the benchmarks [-- <criterion args>]
-  cargo xtask build-filter                            the filter .wasm as the tests load it (profile filter + wasm-opt -Oz)
+  cargo xtask build-filter                            the filter .wasm as the tests load it (profile filter + wasm-opt -Oz …)
   cargo xtask demo                                    the main job in a real Envoy (shop, filter, local TLS sink); shows what arrived
 environment:
   XTASK_FUZZ_SECS   seconds per fuzz target in `test core` (default 20)
