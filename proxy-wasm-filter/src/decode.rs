@@ -1,6 +1,7 @@
 //! Content-Encoding of observed bodies: identity, gzip and deflate, decoded with an output cap
 //! so that a small compressed body cannot expand without bound (a "gzip bomb").
 
+use alloc::vec::Vec;
 use miniz_oxide::inflate::{self, TINFLStatus};
 
 /// A body encoding the filter can read.

@@ -10,23 +10,37 @@
 //!
 //! Root and HTTP contexts of one plugin live in the same VM on the same thread, so they share
 //! state through `Rc<RefCell<_>>`. Calls are only dispatched from the root context (its tick):
-//! the SDK routes an answer to the context that dispatched the call, and an HTTP context is
+//! Envoy routes an answer to the context that dispatched the call, and an HTTP context is
 //! gone by the time the destination answers. A completed exchange sets the root's tick to 1 ms,
 //! so a single event is extracted and sent about a millisecond after its response.
 //!
+//! The .wasm has no std and no proxy-wasm SDK: `runtime` exports the ABI 0.2.1 callbacks and
+//! routes them to `Root` and `Http`, `host` makes the host calls. That leaves out std's panic
+//! and I/O machinery, wasi-libc and the SDK's dispatcher (~53 KB of the .wasm).
+//!
 //! Nothing here may panic: a trap in the VM takes the filter down for the whole worker.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
 
 pub mod decode;
 mod host;
 mod metrics;
+mod runtime;
 pub mod shared_dedup;
 
 use shared_dedup::{Claim, SharedDedup};
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::time::Duration;
+use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
+use crate::host::{BufferType, HeaderMap, LogLevel};
 use capi_core::config::{ClientIp, Rule};
 use capi_core::consent;
 use capi_core::delivery::DeliveryPlan;
@@ -35,9 +49,6 @@ use capi_core::outbox::Settled;
 use capi_core::{
     Answer, Exchange, Outbox, OutboxConfig, PluginConfig, build_request, extract_event,
 };
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::decode::{DecodeError, Encoding, decode, parse_encoding};
 use crate::metrics::{C, Metrics};
@@ -59,11 +70,6 @@ const MAX_ANSWER_BODY: usize = 4096;
 /// under a flood of checkouts reaches these; what does not fit is `dropped_queue_full`.
 const MAX_PENDING: usize = 256;
 const MAX_PENDING_BYTES: usize = 8 << 20;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> { Box::new(Root::new(context_id)) });
-}}
 
 /// What one rule needs kept from an exchange.
 #[derive(Debug, Clone, Default)]
@@ -276,7 +282,7 @@ impl Root {
         }
         let mut config = PluginConfig::from_json(&bytes).map_err(|e| e.to_string())?;
         config
-            .resolve_secrets(|name| std::env::var(name).ok())
+            .resolve_secrets(host::env_var)
             .map_err(|e| e.to_string())?;
         let needs: Rc<[RuleNeeds]> = config
             .rules
@@ -299,12 +305,12 @@ impl Root {
         let pending = match self.state.try_borrow_mut() {
             Ok(mut st) => {
                 st.pending_bytes = 0;
-                std::mem::take(&mut st.pending)
+                core::mem::take(&mut st.pending)
             }
             Err(_) => return,
         };
         for t in pending {
-            extract_exchange(&self.state, t);
+            extract_exchange(&self.state, *t);
         }
     }
 
@@ -343,13 +349,7 @@ impl Root {
             headers.push((":path", &req.path));
             headers.push((":authority", &req.authority));
             headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let sent = hostcalls::dispatch_http_call(
-                &cluster,
-                headers,
-                Some(&req.body),
-                Vec::new(),
-                Duration::from_millis(u64::from(timeout_ms)),
-            );
+            let sent = host::dispatch_http_call(&cluster, &headers, &req.body, timeout_ms);
             let Ok(mut st) = self.state.try_borrow_mut() else {
                 return;
             };
@@ -364,7 +364,8 @@ impl Root {
                     host::log(
                         LogLevel::Warn,
                         &format!(
-                            "capi: dispatch to cluster {cluster} failed ({status:?}); counted as a failed connection"
+                            "capi: dispatch to cluster {cluster} failed ({}); counted as a failed connection",
+                            host::status_name(status)
                         ),
                     );
                     let r = a.random();
@@ -404,12 +405,12 @@ impl Root {
         st.draining_since = None;
         st.active = None;
         drop(st);
-        let _ = proxy_wasm::hostcalls::done();
+        host::done();
     }
 
     fn answer(&self, token: u32, body_size: usize) {
         let now = host::now_ms();
-        let headers = host::headers(MapType::HttpCallResponseHeaders, |k| {
+        let headers = host::headers(HeaderMap::CallResponse, |k| {
             k == ":status" || k.eq_ignore_ascii_case("retry-after")
         });
         let status = headers
@@ -467,14 +468,9 @@ impl Root {
     }
 }
 
-impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+/// Envoy's callbacks on the root context (routed by `runtime`).
+impl Root {
+    fn on_http_call_response(&mut self, token_id: u32, body_size: usize) {
         self.answer(token_id, body_size);
         // A freed in-flight slot may let a waiting request go.
         self.pump();
@@ -504,9 +500,7 @@ impl Context for Root {
         );
         false
     }
-}
 
-impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         match self.configure(plugin_configuration_size) {
             Ok(active) => {
@@ -549,7 +543,7 @@ impl RootContext for Root {
         if let Ok(mut st) = self.state.try_borrow_mut() {
             st.tick_next = host::now_ms() + i64::from(st.tick_ms);
             if st.no_rule > 0 {
-                let n = std::mem::take(&mut st.no_rule);
+                let n = core::mem::take(&mut st.no_rule);
                 st.metrics.add(C::SkippedNoRule, n);
             }
         }
@@ -561,15 +555,11 @@ impl RootContext for Root {
         self.finish_drain();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http {
+    fn create_http_context(&self) -> Http {
+        Http {
             state: Rc::clone(&self.state),
             track: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        }
     }
 }
 
@@ -667,11 +657,11 @@ impl Http {
         let Some(a) = st.active.as_ref() else { return };
         // The whole map in one host call: cheaper than one call per pseudo-header and per
         // header the rule needs (the filter only runs on the routes that enable it).
-        let mut all = host::headers(MapType::HttpRequestHeaders, |_| true);
+        let mut all = host::headers(HeaderMap::Request, |_| true);
         let mut take = |name: &str| {
             all.iter_mut()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| std::mem::take(v))
+                .map(|(_, v)| core::mem::take(v))
                 .unwrap_or_default()
         };
         let (method, path, authority) = (take(":method"), take(":path"), take(":authority"));
@@ -747,7 +737,7 @@ impl Http {
     fn response_started(&mut self, end_of_stream: bool) {
         let Some(t) = self.track.as_mut() else { return };
         // One host call for the whole map, as for the request.
-        let mut all = host::headers(MapType::HttpResponseHeaders, |_| true);
+        let mut all = host::headers(HeaderMap::Response, |_| true);
         let status = get(&all, ":status")
             .and_then(|s| s.trim().parse::<u16>().ok())
             .unwrap_or(0);
@@ -834,7 +824,7 @@ impl Http {
 }
 
 /// Decodes the bodies of a completed exchange, extracts its event and hands it to the outbox.
-fn extract_exchange(state: &RefCell<State>, mut t: Box<Track>) {
+fn extract_exchange(state: &RefCell<State>, mut t: Track) {
     let count = |c: C| {
         if let Ok(st) = state.try_borrow() {
             st.metrics.inc(c);
@@ -939,15 +929,13 @@ fn extract_exchange(state: &RefCell<State>, mut t: Box<Track>) {
     }
 }
 
-impl Context for Http {}
-
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+/// Envoy's callbacks on an HTTP context (routed by `runtime`, which always answers Continue).
+impl Http {
+    fn on_request_headers(&mut self, end_of_stream: bool) {
         self.start(end_of_stream);
-        Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) {
         if let Some(t) = self.track.as_mut()
             && !t.request_complete
         {
@@ -960,31 +948,28 @@ impl HttpContext for Http {
                     LogLevel::Warn,
                     "request body larger than limits.max_body_bytes",
                 );
-                return Action::Continue;
+                return;
             }
             t.request_complete = end_of_stream;
         }
-        Action::Continue
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_request_trailers(&mut self) {
         if let Some(t) = self.track.as_mut() {
             t.request_complete = true;
         }
-        Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_response_headers(&mut self, end_of_stream: bool) {
         self.response_started(end_of_stream);
-        Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
         let Some(t) = self.track.as_mut() else {
-            return Action::Continue;
+            return;
         };
         if t.status == 0 {
-            return Action::Continue; // no response headers seen yet
+            return; // no response headers seen yet
         }
         let limit = t.config.limits.max_body_bytes;
         if let Some(buf) = t.response_body.as_mut()
@@ -995,19 +980,17 @@ impl HttpContext for Http {
                 LogLevel::Warn,
                 "response body larger than limits.max_body_bytes",
             );
-            return Action::Continue;
+            return;
         }
         if end_of_stream {
             self.finish();
         }
-        Action::Continue
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_response_trailers(&mut self) {
         if self.track.as_ref().is_some_and(|t| t.status != 0) {
             self.finish();
         }
-        Action::Continue
     }
 
     fn on_log(&mut self) {

@@ -1,7 +1,10 @@
 //! Envoy stats: `wasmcustom.capi.*` counters and the `capi.queue_depth` gauge.
 
+use alloc::format;
+
 use capi_core::{DropReason, OutboxCounters};
-use proxy_wasm::types::MetricType;
+
+use crate::host::MetricType;
 
 use crate::host;
 

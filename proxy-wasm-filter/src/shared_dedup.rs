@@ -8,7 +8,9 @@
 //! claimed: memory stays bounded by `limits.dedup_capacity` slots, and a collision evicts the
 //! older id (the per-VM window still covers it on its own worker).
 
-use std::fmt::Write as _;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write as _;
 
 /// Envoy's shared data, behind a trait so the claim logic is tested without a host.
 pub trait SharedStore {
@@ -97,7 +99,7 @@ impl SharedDedup {
 
 /// When the slot's value says `event_id` was claimed, or None for another id or garbage.
 fn claimed_at(held: &[u8], event_id: &str) -> Option<i64> {
-    let s = std::str::from_utf8(held).ok()?;
+    let s = core::str::from_utf8(held).ok()?;
     let (at, id) = s.split_once('|')?;
     (id == event_id).then(|| at.parse().ok()).flatten()
 }
