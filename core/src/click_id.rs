@@ -76,7 +76,7 @@ pub const MAX_CLICK_ID_LEN: usize = 512;
 /// A click id that is safe in a cookie and in JSON: trimmed, printable ASCII without cookie
 /// separators or quotes, not too long.
 pub fn clean_click_id(v: &str) -> Option<&str> {
-    let v = v.trim();
+    let v = crate::normalize::trim(v);
     (!v.is_empty()
         && v.len() <= MAX_CLICK_ID_LEN
         && v.bytes().all(|b| {
@@ -139,7 +139,7 @@ pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) 
 /// a bare address, `ip:port`, `[v6]:port`, or a comma-separated `X-Forwarded-For` list (the
 /// first entry, the original client, is taken).
 pub fn normalize_ip(raw: &str) -> Option<String> {
-    let first = raw.split(',').next()?.trim();
+    let first = crate::normalize::trim(raw.split(',').next()?);
     if first.is_empty() || first.len() > 64 {
         return None;
     }

@@ -185,17 +185,27 @@ const CODES: &[(&str, u8)] = &[
 /// when the code is not in the list.
 pub fn minor_units(code: &str) -> Option<u8> {
     // Three bytes as one big-endian number sort as the text does: no string compare per step.
-    let key = |s: &str| match s.as_bytes() {
-        [a, b, c] => Some(u32::from_be_bytes([0, *a, *b, *c])),
-        _ => None,
+    let want = match code.as_bytes() {
+        [a, b, c] => u32::from_be_bytes([0, *a, *b, *c]),
+        _ => return None,
     };
-    let want = key(code)?;
-    CODES
-        .binary_search_by(|&(c, _)| key(c).unwrap_or(0).cmp(&want))
+    KEYS.binary_search(&want)
         .ok()
         .and_then(|i| CODES.get(i))
         .map(|&(_, units)| units)
 }
+
+/// The codes of [`CODES`] as big-endian numbers, in the same order (built at compile time).
+static KEYS: [u32; CODES.len()] = {
+    let mut keys = [0u32; CODES.len()];
+    let mut i = 0;
+    while i < CODES.len() {
+        let c = CODES[i].0.as_bytes();
+        keys[i] = u32::from_be_bytes([0, c[0], c[1], c[2]]);
+        i += 1;
+    }
+    keys
+};
 
 /// True when `code` is an ISO 4217 currency code known to [`minor_units`]. The match is
 /// exact: the caller upper-cases first, so "usd" is not a currency here.

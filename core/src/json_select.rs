@@ -35,6 +35,18 @@ type Res<T = ()> = Result<T, NotJson>;
 /// nothing stands. Err when the body is not one valid JSON document.
 pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a>>>> {
     let mut out = alloc::vec![None; pointers.len()];
+    select_into(body, pointers, &mut out)?;
+    Ok(out)
+}
+
+/// [`select`] into the caller's slots (`out[i]` for `pointers[i]`; the slots must start as
+/// None and be as many as the pointers), so that a caller with a few pointers needs no
+/// allocation.
+pub(crate) fn select_into<'a>(
+    body: &'a [u8],
+    pointers: &[&str],
+    out: &mut [Option<Scalar<'a>>],
+) -> Res {
     // One pass per 64 pointers (the live set is a bit mask); always at least one pass, so
     // that the document is checked even when no pointer is asked for.
     let mut first = 0;
@@ -49,7 +61,15 @@ pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a
         } else {
             (1u64 << ptrs.len()) - 1
         };
-        let paths = Paths::new(ptrs);
+        let mut stack = [const { Token::EMPTY }; STACK_TOKENS];
+        let heap;
+        let paths = match Paths::split(ptrs, &mut stack) {
+            Some(paths) => paths,
+            None => {
+                heap = Paths::tokens_of(ptrs);
+                Paths::new(&heap)
+            }
+        };
         let mut scan = Scan {
             b: body,
             i: 0,
@@ -61,7 +81,7 @@ pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a
         }
         first = end;
         if first >= pointers.len() {
-            return Ok(out);
+            return Ok(());
         }
     }
 }
@@ -94,6 +114,7 @@ fn token_eq(token: &[u8], key: &[u8]) -> bool {
 }
 
 /// One reference token of one pointer.
+#[derive(Clone, Copy)]
 struct Token<'p> {
     pointer: usize,
     depth: usize,
@@ -102,44 +123,74 @@ struct Token<'p> {
     escaped: bool,
 }
 
-/// The pointers (at most 64) split into reference tokens, once per selection.
-struct Paths<'p> {
-    tokens: Vec<Token<'p>>,
-    /// Each pointer's number of tokens.
-    lens: [usize; 64],
+impl Token<'_> {
+    const EMPTY: Token<'static> = Token {
+        pointer: 0,
+        depth: 0,
+        text: &[],
+        escaped: false,
+    };
 }
 
-impl<'p> Paths<'p> {
-    fn new(pointers: &[&'p str]) -> Self {
-        let mut tokens = Vec::with_capacity(pointers.len() * 3);
-        let mut lens = [0; 64];
-        for ((pointer, p), len) in pointers.iter().enumerate().zip(lens.iter_mut()) {
-            // Tokens follow each '/'; a pointer not starting with '/' has none before it.
-            let b = p.as_bytes();
-            let mut depth = 0;
-            let mut start = match b.iter().position(|&c| c == b'/') {
-                Some(i) => i + 1,
-                None => continue,
+/// How many reference tokens [`select_into`] keeps on the stack; more go to the heap.
+const STACK_TOKENS: usize = 24;
+
+/// The reference tokens of each pointer, in pointer order: what follows each '/' (a pointer
+/// not starting with '/' has none before its first '/').
+fn tokens<'p>(pointers: &[&'p str]) -> impl Iterator<Item = Token<'p>> {
+    pointers.iter().enumerate().flat_map(|(pointer, p)| {
+        let b = p.as_bytes();
+        let start = b.iter().position(|&c| c == b'/').map(|i| i + 1);
+        let mut rest = start.and_then(|s| b.get(s..));
+        let mut depth = 0;
+        core::iter::from_fn(move || {
+            let r = rest?;
+            let (text, next) = match r.iter().position(|&c| c == b'/') {
+                Some(e) => (r.get(..e).unwrap_or(&[]), r.get(e + 1..)),
+                None => (r, None),
             };
-            loop {
-                let end = b
-                    .get(start..)
-                    .and_then(|rest| rest.iter().position(|&c| c == b'/'))
-                    .map(|i| start + i);
-                let text = b.get(start..end.unwrap_or(b.len())).unwrap_or(&[]);
-                tokens.push(Token {
-                    pointer,
-                    depth,
-                    text,
-                    escaped: text.contains(&b'~'),
-                });
-                depth += 1;
-                match end {
-                    Some(e) => start = e + 1,
-                    None => break,
-                }
+            rest = next;
+            let t = Token {
+                pointer,
+                depth,
+                text,
+                escaped: text.contains(&b'~'),
+            };
+            depth += 1;
+            Some(t)
+        })
+    })
+}
+
+/// The pointers (at most 64) split into reference tokens, once per selection.
+struct Paths<'p, 't> {
+    tokens: &'t [Token<'p>],
+    /// Each pointer's number of tokens, at most 255 (deeper than the nesting limit).
+    lens: [u8; 64],
+}
+
+impl<'p, 't> Paths<'p, 't> {
+    /// The tokens in `stack`, when they fit.
+    fn split(pointers: &[&'p str], stack: &'t mut [Token<'p>; STACK_TOKENS]) -> Option<Self> {
+        let mut n = 0;
+        for t in tokens(pointers) {
+            *stack.get_mut(n)? = t;
+            n += 1;
+        }
+        let stack: &'t [Token<'p>] = stack;
+        Some(Self::new(stack.get(..n)?))
+    }
+
+    fn tokens_of(pointers: &[&'p str]) -> Vec<Token<'p>> {
+        tokens(pointers).collect()
+    }
+
+    fn new(tokens: &'t [Token<'p>]) -> Self {
+        let mut lens = [0u8; 64];
+        for t in tokens {
+            if let Some(len) = lens.get_mut(t.pointer) {
+                *len = u8::try_from(t.depth + 1).unwrap_or(u8::MAX);
             }
-            *len = depth;
         }
         Self { tokens, lens }
     }
@@ -147,7 +198,7 @@ impl<'p> Paths<'p> {
     /// Bits of the live pointers that end at `depth`.
     fn ends_here(&self, live: u64, depth: usize) -> u64 {
         bits(live)
-            .filter(|&i| self.lens.get(i) == Some(&depth))
+            .filter(|&i| self.lens.get(i).is_some_and(|&l| usize::from(l) == depth))
             .fold(0, |m, i| m | 1 << i)
     }
 
@@ -158,7 +209,7 @@ impl<'p> Paths<'p> {
             len: 0,
             items: [(&[][..], false, 0); 8],
         };
-        for t in &self.tokens {
+        for t in self.tokens {
             if t.depth != depth || live >> t.pointer & 1 == 0 {
                 continue;
             }
@@ -181,7 +232,7 @@ impl<'p> Paths<'p> {
     /// Bits of the live pointers that go on into the child named `key`.
     fn children(&self, live: u64, depth: usize, key: &[u8]) -> u64 {
         let mut next = 0;
-        for t in &self.tokens {
+        for t in self.tokens {
             if t.depth == depth
                 && live >> t.pointer & 1 == 1
                 && if t.escaped {
@@ -502,7 +553,7 @@ impl<'a> Scan<'a> {
     /// led here.
     fn visit(
         &mut self,
-        paths: &Paths<'_>,
+        paths: &Paths<'_, '_>,
         live: u64,
         depth: usize,
         out: &mut [Option<Scalar<'a>>],
@@ -1038,6 +1089,13 @@ mod tests {
             }
             let refs: Vec<&str> = ptrs.iter().map(String::as_str).collect();
             same_as_oracle(&body, &refs);
+            // Repeated until the reference tokens no longer fit on the stack: the same values.
+            let many: Vec<&str> = refs.iter().copied().cycle().take(refs.len() * 10).collect();
+            let got = select(&body, &many).ok();
+            let want = select(&body, &refs).ok().map(|v| {
+                v.iter().cycle().take(many.len()).cloned().collect::<Vec<_>>()
+            });
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -48,6 +48,20 @@ impl core::fmt::Display for IdError {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// `s.trim()`, without decoding a char when `s` starts and ends with a printable ASCII byte
+/// (nothing to trim then: every char `str::trim` removes is a control, a space or non-ASCII).
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] | [first @ last]
+            if first.is_ascii_graphic() && last.is_ascii_graphic() =>
+        {
+            s
+        }
+        _ => s.trim(),
+    }
+}
+
 /// Lower-case hex of any bytes.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
@@ -80,7 +94,7 @@ pub(crate) fn finish_hex(hasher: Sha256) -> String {
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
 /// value is taken as already hashed and never hashed again.
 pub fn is_sha256_hex(s: &str) -> bool {
-    let t = s.trim();
+    let t = trim(s);
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -96,6 +110,74 @@ const MAX_EMAIL_LEN: usize = 254;
 
 /// The checks of [`normalize_email`] on the trimmed, lower-cased address.
 fn check_email(e: &str) -> Result<(), IdError> {
+    if e.is_ascii() {
+        check_ascii_email(e.as_bytes())
+    } else {
+        check_email_chars(e)
+    }
+}
+
+/// Bytes that make an ASCII address implausible: what [`check_email_chars`] refuses
+/// (whitespace, controls, `<>,;"()[]\`), plus `@` (refused after the first one).
+const NOT_IN_EMAIL: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c <= 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[0x7f] = true;
+    let specials = b"<>,;\"()[]\\@";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// [`check_email_chars`] for an ASCII address, in one pass over its bytes.
+fn check_ascii_email(e: &[u8]) -> Result<(), IdError> {
+    if e.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if e.len() > MAX_EMAIL_LEN {
+        return Err(IdError::TooLong);
+    }
+    let at = e
+        .iter()
+        .position(|&c| c == b'@')
+        .ok_or(IdError::NotAnEmail)?;
+    let (local, domain) = (e.get(..at).unwrap_or(&[]), e.get(at + 1..).unwrap_or(&[]));
+    let mut plausible = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .iter()
+            .all(|&c| !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(true));
+    // Domain labels between dots: at least two, none empty, none starting or ending in '-'.
+    let mut prev = b'.';
+    let mut dots = 0;
+    for &c in domain {
+        plausible &= !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(true);
+        match c {
+            b'.' => {
+                plausible &= prev != b'.' && prev != b'-';
+                dots += 1;
+            }
+            b'-' => plausible &= prev != b'.',
+            _ => {}
+        }
+        prev = c;
+    }
+    if plausible && dots > 0 && prev != b'.' && prev != b'-' {
+        Ok(())
+    } else {
+        Err(IdError::NotAnEmail)
+    }
+}
+
+/// The checks of [`normalize_email`], char by char (any address).
+fn check_email_chars(e: &str) -> Result<(), IdError> {
     if e.is_empty() {
         return Err(IdError::Empty);
     }
@@ -134,7 +216,7 @@ pub fn hash_email(raw: &str) -> Result<String, IdError> {
     if is_sha256_hex(raw) {
         return Ok(raw.trim().to_ascii_lowercase());
     }
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_ascii() && t.len() <= MAX_EMAIL_LEN {
         // ASCII lower-cases in place: no String for the normalized address.
         let mut buf = [0u8; MAX_EMAIL_LEN];
@@ -153,7 +235,20 @@ pub fn hash_email(raw: &str) -> Result<String, IdError> {
 /// `default_calling_code` is prefixed, unless the digits already start with that code and are
 /// long enough to hold a 10-digit national number after it.
 pub fn normalize_phone(raw: &str, default_calling_code: &str) -> Result<String, IdError> {
-    let t = raw.trim();
+    let mut buf = [0u8; PHONE_BUF];
+    e164_digits(raw, default_calling_code, &mut buf).map(String::from)
+}
+
+/// Room for the digits of a phone of at most 64 bytes, plus a calling code of up to 64 bytes.
+const PHONE_BUF: usize = 128;
+
+/// [`normalize_phone`], its digits written into `buf` instead of a String.
+fn e164_digits<'b>(
+    raw: &str,
+    default_calling_code: &str,
+    buf: &'b mut [u8; PHONE_BUF],
+) -> Result<&'b str, IdError> {
+    let t = trim(raw);
     if t.is_empty() {
         return Err(IdError::Empty);
     }
@@ -164,31 +259,43 @@ pub fn normalize_phone(raw: &str, default_calling_code: &str) -> Result<String, 
         Some(rest) => (true, rest),
         None => (false, t),
     };
-    let mut digits = String::with_capacity(16);
+    // The digits go to the end of buf, which leaves room for the calling code before them.
+    let mut start = PHONE_BUF - 64;
+    let mut end = start;
     for c in body.chars() {
         match c {
-            '0'..='9' => digits.push(c),
+            '0'..='9' => {
+                let Some(slot) = buf.get_mut(end) else {
+                    return Err(IdError::TooLong);
+                };
+                *slot = c as u8;
+                end += 1;
+            }
             ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
             _ => return Err(IdError::NotAPhone),
         }
     }
-    let e164 = if international {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        String::from(rest)
-    } else {
-        let cc = default_calling_code.trim_start_matches('+');
-        if !cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10 {
-            digits
+    let digits = buf.get(start..end).unwrap_or(&[]);
+    if !international {
+        if digits.starts_with(b"00") {
+            start += 2;
         } else {
-            let national = digits.strip_prefix('0').unwrap_or(&digits);
-            let mut out = String::from(cc);
-            out.push_str(national);
-            out
+            let cc = default_calling_code.trim_start_matches('+').as_bytes();
+            if !(!cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10) {
+                if digits.first() == Some(&b'0') {
+                    start += 1;
+                }
+                // A calling code longer than the room before the digits is no calling code.
+                start = start.checked_sub(cc.len()).ok_or(IdError::NotAPhone)?;
+                buf.get_mut(start..start + cc.len())
+                    .ok_or(IdError::NotAPhone)?
+                    .copy_from_slice(cc);
+            }
         }
-    };
-    if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && !e164.starts_with('0') {
-        Ok(e164)
+    }
+    let e164 = buf.get(start..end).unwrap_or(&[]);
+    if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && e164.first() != Some(&b'0') {
+        core::str::from_utf8(e164).map_err(|_| IdError::NotAPhone)
     } else {
         Err(IdError::NotAPhone)
     }
@@ -207,7 +314,8 @@ pub fn phone_identifier(
             name: IdName::HashedPhone,
         });
     }
-    let digits = normalize_phone(raw, default_calling_code)?;
+    let mut buf = [0u8; PHONE_BUF];
+    let digits = e164_digits(raw, default_calling_code, &mut buf)?;
     Ok(if hashed {
         Identifier {
             id: sha256_hex(digits.as_bytes()),
@@ -215,7 +323,7 @@ pub fn phone_identifier(
         }
     } else {
         Identifier {
-            id: digits,
+            id: String::from(digits),
             name: IdName::Phone,
         }
     })
@@ -224,7 +332,7 @@ pub fn phone_identifier(
 /// A UUID in canonical form (lower-case, hyphenated). Accepts braces, `urn:uuid:` and
 /// upper case on input.
 pub fn parse_guid(raw: &str) -> Result<String, IdError> {
-    let t = raw.trim();
+    let t = trim(raw);
     let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
     let t = t
         .strip_prefix('{')
@@ -268,7 +376,7 @@ pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
 
 /// Trimmed, non-empty, at most `max_len` bytes, no control characters.
 pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdError> {
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_empty() {
         return Err(IdError::Empty);
     }
@@ -330,6 +438,99 @@ mod tests {
         ) {
             prop_assume!(!is_sha256_hex(&raw));
             prop_assert_eq!(hash_email(&raw), normalize_email(&raw).map(|e| sha256_hex(e.as_bytes())));
+        }
+    }
+
+    /// `normalize_phone` as it was before the digits went to a stack buffer.
+    fn normalize_phone_with_strings(
+        raw: &str,
+        default_calling_code: &str,
+    ) -> Result<String, IdError> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if t.len() > 64 {
+            return Err(IdError::TooLong);
+        }
+        let (international, body) = match t.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let mut digits = String::with_capacity(16);
+        for c in body.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+                _ => return Err(IdError::NotAPhone),
+            }
+        }
+        let e164 = if international {
+            digits
+        } else if let Some(rest) = digits.strip_prefix("00") {
+            String::from(rest)
+        } else {
+            let cc = default_calling_code.trim_start_matches('+');
+            if !cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10 {
+                digits
+            } else {
+                let national = digits.strip_prefix('0').unwrap_or(&digits);
+                let mut out = String::from(cc);
+                out.push_str(national);
+                out
+            }
+        };
+        if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && !e164.starts_with('0') {
+            Ok(e164)
+        } else {
+            Err(IdError::NotAPhone)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn trim_is_str_trim(
+            s in prop_oneof![
+                "\\PC{0,6}",
+                "[ \t\n\u{b}\u{c}\r\u{1c}\u{85}\u{a0}\u{2028}\u{3000}ax.é]{0,6}",
+                any::<String>(),
+            ]
+        ) {
+            prop_assert_eq!(trim(&s), s.trim());
+        }
+
+        /// The one-pass ASCII check is the char-by-char one.
+        #[test]
+        fn ascii_email_check_is_the_char_check(
+            e in prop_oneof![
+                "[a-c.@-]{0,12}",
+                "[a-z0-9]{0,4}@[a-z0-9.-]{0,10}",
+                "[ -~]{0,16}",
+                "[\u{0}-\u{7f}]{0,16}",
+                "[a.@]{60,70}@[a.-]{0,8}",
+                "[a.]{250,256}@b.c",
+            ]
+        ) {
+            prop_assert_eq!(check_ascii_email(e.as_bytes()), check_email_chars(&e));
+        }
+
+        /// The stack-buffer digits are the String form's.
+        #[test]
+        fn e164_digits_are_the_string_form(
+            raw in prop_oneof![
+                "[ +]{0,2}[0-9 ().\u{a0}/-]{0,20}[ ]?",
+                "[0+]{0,3}[0-9]{0,16}",
+                "[0-9a+ ]{0,70}",
+                "\\PC{0,12}",
+            ],
+            cc in prop_oneof![
+                "[+]?[0-9]{0,4}",
+                "[0-9a]{0,3}",
+                "[1]{60,70}",
+                "\\PC{0,3}",
+            ],
+        ) {
+            prop_assert_eq!(normalize_phone(&raw, &cc), normalize_phone_with_strings(&raw, &cc));
         }
     }
 
