@@ -139,16 +139,23 @@ pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) 
 /// a bare address, `ip:port`, `[v6]:port`, or a comma-separated `X-Forwarded-For` list (the
 /// first entry, the original client, is taken).
 pub fn normalize_ip(raw: &str) -> Option<String> {
-    let first = crate::normalize::trim(raw.split(',').next()?);
+    // ',', '[', ']' and ':' are ASCII: cutting at them keeps char boundaries.
+    let first = match raw.bytes().position(|b| b == b',') {
+        Some(comma) => raw.get(..comma)?,
+        None => raw,
+    };
+    let first = crate::normalize::trim(first);
     if first.is_empty() || first.len() > 64 {
         return None;
     }
     let bare = if let Some(rest) = first.strip_prefix('[') {
-        rest.split_once(']')?.0
-    } else if first.bytes().filter(|&b| b == b':').count() == 1 {
-        first.split_once(':')?.0
+        rest.get(..rest.bytes().position(|b| b == b']')?)?
     } else {
-        first
+        let mut colons = first.bytes().enumerate().filter(|&(_, b)| b == b':');
+        match (colons.next(), colons.next()) {
+            (Some((colon, _)), None) => first.get(..colon)?,
+            _ => first,
+        }
     };
     bare.parse::<IpAddr>().ok().map(|ip| match ip {
         IpAddr::V4(v4) => ipv4_text(v4.octets()),
@@ -231,6 +238,38 @@ mod tests {
                     core::net::Ipv4Addr::from(octets).to_string()
                 );
             }
+        }
+    }
+
+    /// `normalize_ip` as it was before it cut at byte positions.
+    fn normalize_ip_with_splits(raw: &str) -> Option<String> {
+        let first = raw.split(',').next()?.trim();
+        if first.is_empty() || first.len() > 64 {
+            return None;
+        }
+        let bare = if let Some(rest) = first.strip_prefix('[') {
+            rest.split_once(']')?.0
+        } else if first.bytes().filter(|&b| b == b':').count() == 1 {
+            first.split_once(':')?.0
+        } else {
+            first
+        };
+        bare.parse::<IpAddr>().ok().map(|ip| match ip {
+            IpAddr::V4(v4) => ipv4_text(v4.octets()),
+            IpAddr::V6(v6) => v6.to_string(),
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalize_ip_is_the_split_form(
+            raw in proptest::prop_oneof![
+                "[ \\[]?[0-9a-fA-F:.]{0,20}[\\]]?(:[0-9]{0,5})?[ ]?(,[ 0-9.]{0,8})?",
+                "[0-9.:,\\[\\] é]{0,24}",
+                "\\PC{0,12}",
+            ]
+        ) {
+            proptest::prop_assert_eq!(normalize_ip(&raw), normalize_ip_with_splits(&raw));
         }
     }
 

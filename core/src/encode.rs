@@ -319,10 +319,10 @@ mod tests {
                     raw,
                 )| {
                     UserAgent {
-                        browser_name,
+                        browser_name: browser_name.into(),
                         browser_version,
-                        os_name,
-                        os_version,
+                        os_name: os_name.into(),
+                        os_version: os_version.into(),
                         device_type,
                         is_bot,
                         raw,

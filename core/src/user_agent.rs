@@ -7,6 +7,7 @@
 //! matched exactly, as real User-Agents spell them; bot names case-insensitively. It never
 //! panics and never slices a string other than on a char boundary.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
@@ -21,14 +22,15 @@ pub enum DeviceType {
     Unknown,
 }
 
-/// Browser and OS facts parsed from one User-Agent header, plus the raw header.
+/// Browser and OS facts parsed from one User-Agent header, plus the raw header. The names
+/// (and the Windows versions) the parser knows are borrowed from its tables, not allocated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserAgent {
-    pub browser_name: String,
+    pub browser_name: Cow<'static, str>,
     pub browser_version: String,
-    pub os_name: String,
-    pub os_version: String,
+    pub os_name: Cow<'static, str>,
+    pub os_version: Cow<'static, str>,
     pub device_type: DeviceType,
     pub is_bot: bool,
     pub raw: String,
@@ -59,13 +61,13 @@ pub fn parse_user_agent(raw: &str) -> UserAgent {
         Some((name, version)) => (name, version, true, DeviceType::Bot),
         None => {
             let (name, version) = detect_browser(&scan, os.name);
-            (name, version, false, os.device)
+            (Cow::Borrowed(name), version, false, os.device)
         }
     };
     UserAgent {
-        browser_name: String::from(browser_name),
+        browser_name,
         browser_version: String::from(browser_version),
-        os_name: String::from(os.name),
+        os_name: Cow::Borrowed(os.name),
         os_version: os.version,
         device_type,
         is_bot,
@@ -453,7 +455,7 @@ fn numeric_version(s: &str) -> String {
 
 struct Os {
     name: &'static str,
-    version: String,
+    version: Cow<'static, str>,
     device: DeviceType,
 }
 
@@ -473,7 +475,7 @@ fn detect_os(scan: &Scan<'_>) -> Os {
             .map(numeric_version)
             .filter(|v| !v.is_empty())
             .or_else(|| scan.after(Needle::IosSp).map(numeric_version))
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), Cow::Owned);
         let device = if ipad {
             DeviceType::Tablet
         } else {
@@ -489,14 +491,14 @@ fn detect_os(scan: &Scan<'_>) -> Os {
         } else {
             DeviceType::Tablet
         };
-        return os("Android", numeric_version(rest), device);
+        return os("Android", Cow::Owned(numeric_version(rest)), device);
     }
     if scan.has(Needle::Windows) {
         let version = scan
             .after(Needle::WindowsNtSp)
             .map(|rest| {
                 let nt = take_while(rest, |c| c.is_ascii_digit() || c == '.');
-                String::from(match nt {
+                Cow::Borrowed(match nt {
                     "10.0" => "10",
                     "6.3" => "8.1",
                     "6.2" => "8",
@@ -504,10 +506,10 @@ fn detect_os(scan: &Scan<'_>) -> Os {
                     "6.0" => "Vista",
                     "5.1" | "5.2" => "XP",
                     "5.0" => "2000",
-                    other => other,
+                    other => return Cow::Owned(String::from(other)),
                 })
             })
-            .unwrap_or_default();
+            .unwrap_or(Cow::Borrowed(""));
         return os("Windows", version, DeviceType::Desktop);
     }
     // Chrome OS before Linux: "X11; CrOS x86_64 14541.0.0". The version is the platform one.
@@ -516,25 +518,23 @@ fn detect_os(scan: &Scan<'_>) -> Os {
             .split([' ', ')', ';'])
             .nth(1)
             .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
-            .map(numeric_version)
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), |v| Cow::Owned(numeric_version(v)));
         return os("Chrome OS", version, DeviceType::Desktop);
     }
     if scan.has(Needle::MacOsX) || scan.has(Needle::Macintosh) {
         let version = scan
             .after(Needle::MacOsXSp)
-            .map(numeric_version)
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), |v| Cow::Owned(numeric_version(v)));
         return os("macOS", version, DeviceType::Desktop);
     }
     if scan.has(Needle::Linux) || scan.has(Needle::X11) || scan.has(Needle::Ubuntu) {
-        return os("Linux", String::new(), DeviceType::Desktop);
+        return os("Linux", Cow::Borrowed(""), DeviceType::Desktop);
     }
-    os(UNKNOWN, String::new(), DeviceType::Unknown)
+    os(UNKNOWN, Cow::Borrowed(""), DeviceType::Unknown)
 }
 
 /// Returns (bot name, bot version) when the UA is an automated client.
-fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
+fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(Cow<'static, str>, &'a str)> {
     if let Some((k, rest)) = scan.first_ci(KNOWN_BOTS_MASK) {
         let &(needle, name) = KNOWN_BOTS.get(k)?;
         let version = if needle.ends_with('/') {
@@ -542,7 +542,7 @@ fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
         } else {
             rest.strip_prefix('/').map(version_at).unwrap_or("")
         };
-        return Some((name, version));
+        return Some((Cow::Borrowed(name), version));
     }
     // A product token can only hold a bot word if the whole header does.
     if scan.ci_found & BOT_WORDS_MASK == 0 {
@@ -554,8 +554,10 @@ fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
         .filter(|t| !NOT_BOTS.iter().any(|n| find_ci(t, n) == Some(0)))
         .find(|t| BOT_WORDS.iter().any(|w| find_ci(t, w).is_some()))
         .map(|token| match token.split_once('/') {
-            Some((name, rest)) if !name.is_empty() => (name, version_at(rest)),
-            _ => (token, ""),
+            Some((name, rest)) if !name.is_empty() => {
+                (Cow::Owned(String::from(name)), version_at(rest))
+            }
+            _ => (Cow::Owned(String::from(token)), ""),
         })
 }
 
@@ -643,10 +645,10 @@ mod tests {
     ) {
         let got = parse_user_agent(ua);
         let want = UserAgent {
-            browser_name: browser.to_string(),
+            browser_name: Cow::Owned(browser.to_string()),
             browser_version: browser_version.to_string(),
-            os_name: os.to_string(),
-            os_version: os_version.to_string(),
+            os_name: Cow::Owned(os.to_string()),
+            os_version: Cow::Owned(os_version.to_string()),
             device_type: device,
             is_bot,
             raw: ua.to_string(),
