@@ -48,17 +48,32 @@ impl core::fmt::Display for IdError {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// `s.trim()`, without decoding a char when `s` starts and ends with a printable ASCII byte
-/// (nothing to trim then: every char `str::trim` removes is a control, a space or non-ASCII).
-#[inline]
+/// `s.trim()`, without decoding a char where the ends are ASCII: ASCII whitespace (what
+/// `char::is_whitespace` says of ASCII: space and `\t`..`\r`) is cut byte by byte; only when a
+/// non-ASCII char ends up at either end does `str::trim` look at it.
+#[inline(always)]
 pub(crate) fn trim(s: &str) -> &str {
-    match s.as_bytes() {
-        [first, .., last] | [first @ last]
-            if first.is_ascii_graphic() && last.is_ascii_graphic() =>
-        {
-            s
-        }
-        _ => s.trim(),
+    if let [first, .., last] | [first @ last] = s.as_bytes()
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+    {
+        return s;
+    }
+    trim_ends(s)
+}
+
+/// [`trim`] when an end is not printable ASCII.
+#[inline(never)]
+fn trim_ends(s: &str) -> &str {
+    let b = s.as_bytes();
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\t'..=b'\r');
+    let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |i| i + 1);
+    // Cut at ASCII bytes: char boundaries.
+    let t = s.get(start..end).unwrap_or(s);
+    match t.as_bytes() {
+        [first, .., last] | [first @ last] if first.is_ascii() && last.is_ascii() => t,
+        _ => t.trim(),
     }
 }
 
@@ -82,13 +97,29 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub(crate) fn finish_hex(hasher: Sha256) -> String {
     let digest: [u8; 32] = hasher.finalize().into();
     let mut text = [0u8; 64];
-    for (pair, b) in text.chunks_exact_mut(2).zip(digest) {
-        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+    for (out, four) in text.chunks_exact_mut(8).zip(digest.chunks_exact(4)) {
+        if let Ok(four) = <[u8; 4]>::try_from(four) {
+            out.copy_from_slice(&hex8(four));
+        }
     }
     // Hex digits are ASCII.
     core::str::from_utf8(&text)
         .map(String::from)
         .unwrap_or_default()
+}
+
+/// The lower-case hex of four bytes, eight characters computed in one u64: each byte's
+/// nibbles spread to a byte each, then '0' added, and 'a' - '0' - 10 more where a nibble
+/// is 10 or more.
+fn hex8(four: [u8; 4]) -> [u8; 8] {
+    const LOW_NIBBLES: u64 = 0x000f_000f_000f_000f;
+    let x = u64::from(u32::from_le_bytes(four));
+    // Byte k of the input to byte 2k.
+    let spread = (x & 0xff) | (x & 0xff00) << 8 | (x & 0xff_0000) << 16 | (x & 0xff00_0000) << 24;
+    // High nibble of byte k at byte 2k, low nibble at byte 2k + 1.
+    let nibbles = (spread >> 4) & LOW_NIBBLES | (spread & LOW_NIBBLES) << 8;
+    let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (nibbles + 0x3030_3030_3030_3030 + letters * 0x27).to_le_bytes()
 }
 
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
@@ -488,6 +519,13 @@ mod tests {
     }
 
     proptest! {
+        /// Eight hex digits at once are the table's, byte by byte.
+        #[test]
+        fn hex8_is_hex(four in any::<[u8; 4]>()) {
+            let want = hex(&four);
+            prop_assert_eq!(&hex8(four)[..], want.as_bytes());
+        }
+
         #[test]
         fn trim_is_str_trim(
             s in prop_oneof![

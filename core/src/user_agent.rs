@@ -251,7 +251,8 @@ static CI_TOKEN_STARTS: [u64; 256] = ci_token_starts();
 
 /// The index of a pair of bytes in [`PAIRS`].
 const fn pair_index(b0: u8, b1: u8) -> usize {
-    ((b0 as usize) << 8) | b1 as usize
+    // Little-endian order: the index is the two bytes read as one u16, a single load.
+    u16::from_le_bytes([b0, b1]) as usize
 }
 
 /// Sets the bit of the first two bytes of `token` in `table`, in every ASCII case when `fold`.
