@@ -314,7 +314,7 @@ impl Root {
             headers.push((":method", req.method));
             headers.push((":path", &req.path));
             headers.push((":authority", &req.authority));
-            headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            headers.extend(req.headers.iter().map(|(k, v)| (&**k, &**v)));
             let sent = hostcalls::dispatch_http_call(
                 &cluster,
                 headers,
