@@ -189,22 +189,25 @@ pub fn minor_units(code: &str) -> Option<u8> {
         [a, b, c] => u32::from_be_bytes([0, *a, *b, *c]),
         _ => return None,
     };
-    KEYS.binary_search(&want)
+    TABLE
+        .binary_search_by(|&entry| (entry >> 8).cmp(&want))
         .ok()
-        .and_then(|i| CODES.get(i))
-        .map(|&(_, units)| units)
+        .and_then(|i| TABLE.get(i))
+        .map(|&entry| entry as u8)
 }
 
-/// The codes of [`CODES`] as big-endian numbers, in the same order (built at compile time).
-static KEYS: [u32; CODES.len()] = {
-    let mut keys = [0u32; CODES.len()];
+/// [`CODES`] packed at compile time, in the same order: each code as a big-endian number
+/// above its minor units (`code << 8 | units`). Only this table is in the binary, 4 bytes a
+/// code, not the strings and slices of `CODES`.
+static TABLE: [u32; CODES.len()] = {
+    let mut table = [0u32; CODES.len()];
     let mut i = 0;
     while i < CODES.len() {
         let c = CODES[i].0.as_bytes();
-        keys[i] = u32::from_be_bytes([0, c[0], c[1], c[2]]);
+        table[i] = u32::from_be_bytes([c[0], c[1], c[2], CODES[i].1]);
         i += 1;
     }
-    keys
+    table
 };
 
 /// True when `code` is an ISO 4217 currency code known to [`minor_units`]. The match is

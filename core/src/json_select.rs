@@ -363,8 +363,11 @@ impl Nesting {
     }
 }
 
+// The scanner's small steps below are forced inline in native builds; the filter's .wasm,
+// built for size, keeps one copy of each.
+
 /// The index of the first byte at or after `i` that is not JSON whitespace.
-#[inline(always)]
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
         i += 1;
@@ -376,7 +379,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// where the string ends (after the closing quote), and whether it holds escapes. Checks
 /// escapes' syntax and refuses control characters, but neither UTF-8 nor surrogates
 /// (serde_json skips strings the same way).
-#[inline(always)]
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
 fn string_end(b: &[u8], mut i: usize) -> Res<(usize, usize, bool)> {
     let mut escaped = false;
     loop {
@@ -403,7 +406,7 @@ fn string_end(b: &[u8], mut i: usize) -> Res<(usize, usize, bool)> {
 }
 
 /// An object key at `i` (its opening quote) and its colon: the index after the colon.
-#[inline(always)]
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
 fn key_end(b: &[u8], i: usize) -> Res<usize> {
     if b.get(i) != Some(&b'"') {
         return Err(NotJson);
@@ -417,7 +420,7 @@ fn key_end(b: &[u8], i: usize) -> Res<usize> {
 }
 
 /// `word` (true, false, null) at `i`: the index after it.
-#[inline(always)]
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
 fn word_end(b: &[u8], i: usize, word: &[u8]) -> Res<usize> {
     match b.get(i..i + word.len()) {
         Some(w) if w == word => Ok(i + word.len()),
