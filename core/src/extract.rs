@@ -185,17 +185,22 @@ fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     core::iter::from_fn(move || {
         loop {
             let piece = rest?;
-            let (pair, next) = match piece.bytes().position(|c| c == b';') {
-                // ';' and '=' are ASCII, so these are char boundaries.
-                Some(i) => (piece.get(..i).unwrap_or(""), piece.get(i + 1..)),
-                None => (piece, None),
-            };
-            rest = next;
-            if let Some(eq) = pair.bytes().position(|c| c == b'=') {
-                return Some((
-                    pair.get(..eq).unwrap_or(""),
-                    pair.get(eq + 1..).unwrap_or(""),
-                ));
+            let b = piece.as_bytes();
+            // ';' and '=' are ASCII, so the cuts are char boundaries. The name is short: the
+            // first of '=' and ';' byte by byte, then the value's end eight bytes at a time.
+            match b.iter().position(|&c| c == b'=' || c == b';') {
+                Some(eq) if b.get(eq) == Some(&b'=') => {
+                    let value = piece.get(eq + 1..).unwrap_or("");
+                    let (value, next) = match normalize::find_byte(value.as_bytes(), b';') {
+                        Some(i) => (value.get(..i).unwrap_or(""), value.get(i + 1..)),
+                        None => (value, None),
+                    };
+                    rest = next;
+                    return Some((piece.get(..eq).unwrap_or(""), value));
+                }
+                // A pair without '=' (skipped), then the next.
+                Some(semi) => rest = piece.get(semi + 1..),
+                None => rest = None,
             }
         }
     })

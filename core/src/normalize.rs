@@ -79,6 +79,26 @@ fn trim_ends(s: &str) -> &str {
     }
 }
 
+/// The index of the first `needle` in `hay`, eight bytes at a time.
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        // Zero bytes of v are the needle's; the lowest flagged one is exact.
+        let v = u64::from_le_bytes(arr) ^ (ONES * u64::from(needle));
+        let hit = v.wrapping_sub(ONES) & !v & (ONES << 7);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let tail = hay.get(i..)?;
+    tail.iter().position(|&c| c == needle).map(|p| i + p)
+}
+
 /// Lower-case hex of any bytes.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
@@ -388,7 +408,8 @@ pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdE
 
 /// [`percent_decode`], borrowing the input when there is nothing to decode.
 pub fn percent_decode_cow(s: &str, plus_as_space: bool) -> Cow<'_, str> {
-    if s.bytes().any(|b| b == b'%' || (plus_as_space && b == b'+')) {
+    let b = s.as_bytes();
+    if find_byte(b, b'%').is_some() || (plus_as_space && find_byte(b, b'+').is_some()) {
         Cow::Owned(percent_decode(s, plus_as_space))
     } else {
         Cow::Borrowed(s)
@@ -519,6 +540,15 @@ mod tests {
     }
 
     proptest! {
+        /// The eight-at-a-time search is `position`.
+        #[test]
+        fn find_byte_is_position(
+            hay in prop::collection::vec(prop::sample::select(alloc::vec![0u8, 1, b';', b'=', b'%', 0x3a, 0xbb, 0xff]), 0..40),
+            needle in prop::sample::select(alloc::vec![0u8, b';', b'=', b'%', 0xff]),
+        ) {
+            prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&c| c == needle));
+        }
+
         /// Eight hex digits at once are the table's, byte by byte.
         #[test]
         fn hex8_is_hex(four in any::<[u8; 4]>()) {
