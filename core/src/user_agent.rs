@@ -299,6 +299,14 @@ const fn token_pairs() -> [u64; 1024] {
 
 static PAIRS: [u64; 1024] = token_pairs();
 
+/// Whether the pair with this [`pair_index`] starts some token.
+#[inline(always)]
+fn is_pair(p: usize) -> bool {
+    PAIRS
+        .get(p / 64)
+        .is_some_and(|bits| bits & (1 << (p % 64)) != 0)
+}
+
 /// Where each token of [`TOKENS`] and each case-insensitive token ([`ci_token`]) first
 /// occurs in one User-Agent, found in a single pass over its bytes.
 struct Scan<'a> {
@@ -337,47 +345,67 @@ impl<'a> Scan<'a> {
         };
         let bytes = ua.as_bytes();
         // Every token is at least 2 bytes long, so it starts at the first byte of some pair.
-        for (i, pair) in bytes.windows(2).enumerate() {
-            let &[b, next] = pair else { continue };
-            let p = pair_index(b, next);
-            if PAIRS
-                .get(p / 64)
-                .is_none_or(|bits| bits & (1 << (p % 64)) == 0)
-            {
-                continue;
-            }
-            let Ok(offset) = u16::try_from(i) else { break };
-            let mut pending = TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.found;
-            let mut ci_pending =
-                CI_TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.ci_found;
-            if pending | ci_pending == 0 {
-                continue;
-            }
-            let rest = bytes.get(i..).unwrap_or(&[]);
-            while pending != 0 {
-                let k = pending.trailing_zeros() as usize;
-                pending &= pending - 1;
-                if let Some(token) = TOKENS.get(k)
-                    && starts_with_exact(rest, token.as_bytes())
-                    && let Some(slot) = scan.at.get_mut(k)
-                {
-                    *slot = offset;
-                    scan.found |= 1 << k;
+        // Eight bytes are read at once and their seven pairs tested from that word; the last
+        // pairs one by one.
+        let mut i = 0;
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            let w = u64::from_le_bytes(arr);
+            for k in 0..7 {
+                // pair_index of bytes i + k and i + k + 1: the u16 at that place in w.
+                if is_pair(usize::from((w >> (8 * k)) as u16)) {
+                    scan.token_at(bytes, i + k);
                 }
             }
-            while ci_pending != 0 {
-                let k = ci_pending.trailing_zeros() as usize;
-                ci_pending &= ci_pending - 1;
-                if let Some(token) = ci_token(k)
-                    && starts_with_ci(rest, token.as_bytes())
-                    && let Some(slot) = scan.ci_at.get_mut(k)
-                {
-                    *slot = offset;
-                    scan.ci_found |= 1 << k;
-                }
+            i += 7;
+        }
+        while let Some(&[b, next]) = bytes.get(i..i + 2) {
+            if is_pair(pair_index(b, next)) {
+                scan.token_at(bytes, i);
             }
+            i += 1;
         }
         scan
+    }
+
+    /// Records the tokens that start at `i`, where a pair of [`PAIRS`] starts (rare: out of
+    /// the scanning loop).
+    #[inline(never)]
+    fn token_at(&mut self, bytes: &[u8], i: usize) {
+        let Some(&b) = bytes.get(i) else { return };
+        // A User-Agent is at most MAX_USER_AGENT_LEN bytes: offsets fit.
+        let Ok(offset) = u16::try_from(i) else { return };
+        let mut pending = TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !self.found;
+        let mut ci_pending =
+            CI_TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !self.ci_found;
+        if pending | ci_pending == 0 {
+            return;
+        }
+        let rest = bytes.get(i..).unwrap_or(&[]);
+        while pending != 0 {
+            let k = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            if let Some(token) = TOKENS.get(k)
+                && starts_with_exact(rest, token.as_bytes())
+                && let Some(slot) = self.at.get_mut(k)
+            {
+                *slot = offset;
+                self.found |= 1 << k;
+            }
+        }
+        while ci_pending != 0 {
+            let k = ci_pending.trailing_zeros() as usize;
+            ci_pending &= ci_pending - 1;
+            if let Some(token) = ci_token(k)
+                && starts_with_ci(rest, token.as_bytes())
+                && let Some(slot) = self.ci_at.get_mut(k)
+            {
+                *slot = offset;
+                self.ci_found |= 1 << k;
+            }
+        }
     }
 
     fn has(&self, t: Needle) -> bool {
@@ -1502,6 +1530,46 @@ mod tests {
         }
         assert!(seen.iter().any(|b| b == "Facebook"));
         assert!(seen.iter().any(|b| b == "TikTok"));
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The pair-table scan (eight bytes at a time) finds each token's first occurrence
+        /// where a plain search finds it.
+        #[test]
+        fn scan_finds_what_a_search_finds(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(TOKENS.to_vec()).prop_map(String::from),
+                    proptest::sample::select(KNOWN_BOTS.iter().map(|b| b.0).collect::<Vec<_>>())
+                        .prop_map(String::from),
+                    proptest::sample::select(alloc::vec!["BOT", "Crawler", "sPiDeR", "cubot"])
+                        .prop_map(String::from),
+                    "[ a-zA-Z0-9/;().é_-]{0,9}",
+                ],
+                0..12,
+            ),
+        ) {
+            let ua: String = pieces.concat();
+            let ua = truncate(&ua, MAX_USER_AGENT_LEN);
+            let scan = Scan::new(ua);
+            for (k, token) in TOKENS.iter().enumerate() {
+                let want = ua.find(token);
+                proptest::prop_assert_eq!(scan.found >> k & 1 == 1, want.is_some(), "{}", token);
+                if let Some(at) = want {
+                    proptest::prop_assert_eq!(usize::from(scan.at[k]), at, "{}", token);
+                }
+            }
+            for k in 0..CI_TOKEN_COUNT {
+                let token = ci_token(k).unwrap_or("");
+                let want = find_ci(ua, token);
+                proptest::prop_assert_eq!(scan.ci_found >> k & 1 == 1, want.is_some(), "{}", token);
+                if let Some(at) = want {
+                    proptest::prop_assert_eq!(usize::from(scan.ci_at[k]), at, "{}", token);
+                }
+            }
+        }
     }
 
     #[test]
