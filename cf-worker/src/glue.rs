@@ -859,7 +859,7 @@ async fn attempt(config: &PluginConfig, events: &[ConversionEvent]) -> Result<Ou
     let head: Vec<(&str, String)> = req
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
+        .map(|(k, v)| (&**k, String::from(&**v)))
         .collect();
     let sent = js::post(
         &req.url(),

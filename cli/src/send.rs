@@ -116,7 +116,7 @@ async fn attempt(
         .uri(req.path.as_str())
         .header("host", req.authority.as_str());
     for (k, v) in &req.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+        builder = builder.header(&**k, &**v);
     }
     let request = builder
         .header("content-length", req.body.len().to_string())

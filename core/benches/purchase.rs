@@ -225,6 +225,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             return Err(format!("request body lacks {want}: {body}").into());
         }
     }
+    // `CAPI_BENCH_EVENTS=n`: only run the whole path n times, no measurement, for
+    // instruction counts (`valgrind --tool=callgrind`, n=1 and n=1001: the difference / 1000
+    // is what one event costs, without the setup).
+    if let Ok(n) = std::env::var("CAPI_BENCH_EVENTS") {
+        for _ in 0..n.parse::<u32>()? {
+            black_box(f.one_event());
+        }
+        return Ok(());
+    }
     if std::env::var("CAPI_BENCH_CLOCK").is_ok_and(|v| v == "cpu") {
         if thread_cpu_ns() == 0 {
             return Err("CAPI_BENCH_CLOCK=cpu: no thread CPU clock on this system".into());

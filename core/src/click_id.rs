@@ -75,7 +75,7 @@ pub const MAX_CLICK_ID_LEN: usize = 512;
 /// A click id that is safe in a cookie and in JSON: trimmed, printable ASCII without cookie
 /// separators or quotes, not too long.
 pub fn clean_click_id(v: &str) -> Option<&str> {
-    let v = v.trim();
+    let v = crate::normalize::trim(v);
     (!v.is_empty()
         && v.len() <= MAX_CLICK_ID_LEN
         && v.bytes().all(|b| {
@@ -138,16 +138,23 @@ pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) 
 /// a bare address, `ip:port`, `[v6]:port`, or a comma-separated `X-Forwarded-For` list (the
 /// first entry, the original client, is taken).
 pub fn normalize_ip(raw: &str) -> Option<String> {
-    let first = raw.split(',').next()?.trim();
+    // ',', '[', ']' and ':' are ASCII: cutting at them keeps char boundaries.
+    let first = match raw.bytes().position(|b| b == b',') {
+        Some(comma) => raw.get(..comma)?,
+        None => raw,
+    };
+    let first = crate::normalize::trim(first);
     if first.is_empty() || first.len() > 64 {
         return None;
     }
     let bare = if let Some(rest) = first.strip_prefix('[') {
-        rest.split_once(']')?.0
-    } else if first.bytes().filter(|&b| b == b':').count() == 1 {
-        first.split_once(':')?.0
+        rest.get(..rest.bytes().position(|b| b == b']')?)?
     } else {
-        first
+        let mut colons = first.bytes().enumerate().filter(|&(_, b)| b == b':');
+        match (colons.next(), colons.next()) {
+            (Some((colon, _)), None) => first.get(..colon)?,
+            _ => first,
+        }
     };
     ip_text(bare)
 }
@@ -398,6 +405,36 @@ mod tests {
                     core::net::Ipv4Addr::from(octets).to_string()
                 );
             }
+        }
+    }
+
+    /// `normalize_ip` as it was before it cut at byte positions.
+    fn normalize_ip_with_splits(raw: &str) -> Option<String> {
+        let first = raw.split(',').next()?.trim();
+        if first.is_empty() || first.len() > 64 {
+            return None;
+        }
+        let bare = if let Some(rest) = first.strip_prefix('[') {
+            rest.split_once(']')?.0
+        } else if first.bytes().filter(|&b| b == b':').count() == 1 {
+            first.split_once(':')?.0
+        } else {
+            first
+        };
+        // std's parser and Display: what the split form returned (IPv4 dotted, IPv6 canonical).
+        bare.parse::<core::net::IpAddr>().ok().map(|ip| ip.to_string())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalize_ip_is_the_split_form(
+            raw in proptest::prop_oneof![
+                "[ \\[]?[0-9a-fA-F:.]{0,20}[\\]]?(:[0-9]{0,5})?[ ]?(,[ 0-9.]{0,8})?",
+                "[0-9.:,\\[\\] é]{0,24}",
+                "\\PC{0,12}",
+            ]
+        ) {
+            proptest::prop_assert_eq!(normalize_ip(&raw), normalize_ip_with_splits(&raw));
         }
     }
 

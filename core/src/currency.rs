@@ -185,17 +185,30 @@ const CODES: &[(&str, u8)] = &[
 /// when the code is not in the list.
 pub fn minor_units(code: &str) -> Option<u8> {
     // Three bytes as one big-endian number sort as the text does: no string compare per step.
-    let key = |s: &str| match s.as_bytes() {
-        [a, b, c] => Some(u32::from_be_bytes([0, *a, *b, *c])),
-        _ => None,
+    let want = match code.as_bytes() {
+        [a, b, c] => u32::from_be_bytes([0, *a, *b, *c]),
+        _ => return None,
     };
-    let want = key(code)?;
-    CODES
-        .binary_search_by(|&(c, _)| key(c).unwrap_or(0).cmp(&want))
+    TABLE
+        .binary_search_by(|&entry| (entry >> 8).cmp(&want))
         .ok()
-        .and_then(|i| CODES.get(i))
-        .map(|&(_, units)| units)
+        .and_then(|i| TABLE.get(i))
+        .map(|&entry| entry as u8)
 }
+
+/// [`CODES`] packed at compile time, in the same order: each code as a big-endian number
+/// above its minor units (`code << 8 | units`). Only this table is in the binary, 4 bytes a
+/// code, not the strings and slices of `CODES`.
+static TABLE: [u32; CODES.len()] = {
+    let mut table = [0u32; CODES.len()];
+    let mut i = 0;
+    while i < CODES.len() {
+        let c = CODES[i].0.as_bytes();
+        table[i] = u32::from_be_bytes([c[0], c[1], c[2], CODES[i].1]);
+        i += 1;
+    }
+    table
+};
 
 /// True when `code` is an ISO 4217 currency code known to [`minor_units`]. The match is
 /// exact: the caller upper-cases first, so "usd" is not a currency here.

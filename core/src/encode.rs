@@ -319,10 +319,10 @@ mod tests {
                     raw,
                 )| {
                     UserAgent {
-                        browser_name,
+                        browser_name: browser_name.into(),
                         browser_version,
-                        os_name,
-                        os_version,
+                        os_name: os_name.into(),
+                        os_version: os_version.into(),
                         device_type,
                         is_bot,
                         raw,
@@ -392,6 +392,25 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The eight-at-a-time scan finds what a byte-by-byte scan finds.
+        #[test]
+        fn plain_until_is_the_byte_scan(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    any::<u8>(),
+                    prop::sample::select(vec![b'"', b'\\', 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]),
+                ],
+                0..40,
+            ),
+            from in 0usize..41,
+        ) {
+            let from = from.min(bytes.len());
+            let want = (from..bytes.len())
+                .find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
+                .unwrap_or(bytes.len());
+            prop_assert_eq!(plain_until(&bytes, from), want);
+        }
 
         #[test]
         fn one_event_is_byte_for_byte_serde_json(e in event()) {

@@ -154,10 +154,10 @@ pub fn cookies<'a, const N: usize>(
         .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
     {
         for (k, v) in pairs(v) {
-            let k = k.trim();
+            let k = normalize::trim(k);
             for (slot, name) in found.iter_mut().zip(names) {
                 if slot.is_none() && k == name {
-                    *slot = Some(v.trim().trim_matches('"'));
+                    *slot = Some(unquote(normalize::trim(v)));
                     missing -= 1;
                     if missing == 0 {
                         return found;
@@ -169,6 +169,15 @@ pub fn cookies<'a, const N: usize>(
     found
 }
 
+/// `v.trim_matches('"')`, without a pattern search when `v` neither starts nor ends in `"`.
+fn unquote(v: &str) -> &str {
+    if v.starts_with('"') || v.ends_with('"') {
+        v.trim_matches('"')
+    } else {
+        v
+    }
+}
+
 /// The `name=value` pairs of a cookie header: what `split(';')` then `split_once('=')` give,
 /// without a pattern searcher per piece.
 fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -176,17 +185,22 @@ fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     core::iter::from_fn(move || {
         loop {
             let piece = rest?;
-            let (pair, next) = match piece.bytes().position(|c| c == b';') {
-                // ';' and '=' are ASCII, so these are char boundaries.
-                Some(i) => (piece.get(..i).unwrap_or(""), piece.get(i + 1..)),
-                None => (piece, None),
-            };
-            rest = next;
-            if let Some(eq) = pair.bytes().position(|c| c == b'=') {
-                return Some((
-                    pair.get(..eq).unwrap_or(""),
-                    pair.get(eq + 1..).unwrap_or(""),
-                ));
+            let b = piece.as_bytes();
+            // ';' and '=' are ASCII, so the cuts are char boundaries. The name is short: the
+            // first of '=' and ';' byte by byte, then the value's end eight bytes at a time.
+            match b.iter().position(|&c| c == b'=' || c == b';') {
+                Some(eq) if b.get(eq) == Some(&b'=') => {
+                    let value = piece.get(eq + 1..).unwrap_or("");
+                    let (value, next) = match normalize::find_byte(value.as_bytes(), b';') {
+                        Some(i) => (value.get(..i).unwrap_or(""), value.get(i + 1..)),
+                        None => (value, None),
+                    };
+                    rest = next;
+                    return Some((piece.get(..eq).unwrap_or(""), value));
+                }
+                // A pair without '=' (skipped), then the next.
+                Some(semi) => rest = piece.get(semi + 1..),
+                None => rest = None,
             }
         }
     })
@@ -236,9 +250,18 @@ pub struct Extracted {
     pub skipped: Vec<SkippedId>,
 }
 
+/// The most sources a rule has ([`Extract::sources`]: one per field).
+const MAX_SOURCES: usize = 9;
+
 /// The JSON fields a rule reads from one body, selected in a single pass on first use:
 /// (pointer, value) pairs, the values borrowed from the body where it holds them unescaped.
-type Selected<'a> = Result<(Vec<&'a str>, Vec<Option<Scalar<'a>>>), ()>;
+struct Picked<'a> {
+    pointers: [&'a str; MAX_SOURCES],
+    values: [Option<Scalar<'a>>; MAX_SOURCES],
+    len: usize,
+}
+
+type Selected<'a> = Result<Picked<'a>, ()>;
 
 /// Bodies of one exchange, each read at most once.
 struct Bodies<'a> {
@@ -270,9 +293,24 @@ fn select_body<'a>(
     want: fn(&Source) -> Option<&str>,
 ) -> Selected<'a> {
     let body = body.ok_or(())?;
-    let pointers: Vec<&'a str> = extract.sources().filter_map(want).collect();
-    let values = json_select::select(body, &pointers).map_err(|_| ())?;
-    Ok((pointers, values))
+    let mut picked = Picked {
+        pointers: [""; MAX_SOURCES],
+        values: [const { None }; MAX_SOURCES],
+        len: 0,
+    };
+    for pointer in extract.sources().filter_map(want) {
+        // Never more than MAX_SOURCES: sources() yields one per field.
+        *picked.pointers.get_mut(picked.len).ok_or(())? = pointer;
+        picked.len += 1;
+    }
+    let len = picked.len;
+    match (picked.pointers.get(..len), picked.values.get_mut(..len)) {
+        (Some(pointers), Some(values)) => {
+            json_select::select_into(body, pointers, values).map_err(|_| ())?;
+        }
+        _ => return Err(()),
+    }
+    Ok(picked)
 }
 
 fn response_pointer(s: &Source) -> Option<&str> {
@@ -304,7 +342,9 @@ impl<'a> Bodies<'a> {
                       which: &str,
                       ptr: &str|
          -> Result<Option<Raw<'a>>, ExtractError> {
-            let (pointers, values) = selected.as_ref().map_err(|()| bad_body(which))?;
+            let picked = selected.as_ref().map_err(|()| bad_body(which))?;
+            let pointers = picked.pointers.get(..picked.len).unwrap_or(&[]);
+            let values = &picked.values;
             match pointers
                 .iter()
                 // The pointer is the one select_body took from the same source: same address.
@@ -371,7 +411,7 @@ impl<'a> Bodies<'a> {
             Some(s) => Ok(self
                 .read(s, field)?
                 .map(Raw::into_text)
-                .filter(|t| !t.trim().is_empty())),
+                .filter(|t| !normalize::trim(t).is_empty())),
         }
     }
 }
@@ -392,7 +432,7 @@ fn parse_value(raw: Raw<'_>, unit: ValueUnit, currency: &str) -> Result<f64, &'s
         // (`float_text_has_a_point_or_exponent` in the tests).
         Raw::Number(n) if n.is_f64() => "0.0",
         Raw::Number(_) => "0",
-        Raw::Text(s) => s.trim(),
+        Raw::Text(s) => normalize::trim(s),
     };
     let plain = !text.is_empty()
         && text.bytes().filter(|b| *b == b'.').count() <= 1
@@ -439,7 +479,7 @@ pub fn extract_event<'a>(
 
     let currency = match b.text(&e.currency, "currency")? {
         Some(c) => {
-            let c = c.trim().to_ascii_uppercase();
+            let c = normalize::trim(&c).to_ascii_uppercase();
             if !currency::is_currency(&c) {
                 return Err(ExtractError {
                     field: "currency",
@@ -479,7 +519,7 @@ pub fn extract_event<'a>(
             let o = b
                 .text(&e.order_id, "order_id")?
                 .ok_or_else(|| missing("order_id", src))?;
-            let o = o.trim();
+            let o = normalize::trim(&o);
             if o.len() > crate::event::MAX_KEY_LEN {
                 return Err(ExtractError {
                     field: "order_id",
@@ -562,7 +602,7 @@ pub fn extract_event<'a>(
     let user_agent = match &e.user_agent {
         Some(_) => b.text(&e.user_agent, "user_agent")?,
         None => header(ex.request_headers, "user-agent")
-            .filter(|t| !t.trim().is_empty())
+            .filter(|t| !normalize::trim(t).is_empty())
             .map(Cow::Borrowed),
     }
     .map(|raw| parse_user_agent(&raw));

@@ -48,6 +48,57 @@ impl core::fmt::Display for IdError {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// `s.trim()`, without decoding a char where the ends are ASCII: ASCII whitespace (what
+/// `char::is_whitespace` says of ASCII: space and `\t`..`\r`) is cut byte by byte; only when a
+/// non-ASCII char ends up at either end does `str::trim` look at it.
+// Inlined in native builds (the common case then costs a compare, not a call); the filter's
+// .wasm keeps one copy.
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
+pub(crate) fn trim(s: &str) -> &str {
+    if let [first, .., last] | [first @ last] = s.as_bytes()
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+    {
+        return s;
+    }
+    trim_ends(s)
+}
+
+/// [`trim`] when an end is not printable ASCII.
+#[inline(never)]
+fn trim_ends(s: &str) -> &str {
+    let b = s.as_bytes();
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\t'..=b'\r');
+    let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |i| i + 1);
+    // Cut at ASCII bytes: char boundaries.
+    let t = s.get(start..end).unwrap_or(s);
+    match t.as_bytes() {
+        [first, .., last] | [first @ last] if first.is_ascii() && last.is_ascii() => t,
+        _ => t.trim(),
+    }
+}
+
+/// The index of the first `needle` in `hay`, eight bytes at a time.
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        // Zero bytes of v are the needle's; the lowest flagged one is exact.
+        let v = u64::from_le_bytes(arr) ^ (ONES * u64::from(needle));
+        let hit = v.wrapping_sub(ONES) & !v & (ONES << 7);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let tail = hay.get(i..)?;
+    tail.iter().position(|&c| c == needle).map(|p| i + p)
+}
+
 /// Lower-case hex of any bytes.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
@@ -68,8 +119,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub(crate) fn finish_hex(hasher: Sha256) -> String {
     let digest: [u8; 32] = hasher.finalize().into();
     let mut text = [0u8; 64];
-    for (pair, b) in text.chunks_exact_mut(2).zip(digest) {
-        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+    for (out, four) in text.chunks_exact_mut(8).zip(digest.chunks_exact(4)) {
+        if let Ok(four) = <[u8; 4]>::try_from(four) {
+            out.copy_from_slice(&hex8(four));
+        }
     }
     // Hex digits are ASCII.
     core::str::from_utf8(&text)
@@ -77,10 +130,24 @@ pub(crate) fn finish_hex(hasher: Sha256) -> String {
         .unwrap_or_default()
 }
 
+/// The lower-case hex of four bytes, eight characters computed in one u64: each byte's
+/// nibbles spread to a byte each, then '0' added, and 'a' - '0' - 10 more where a nibble
+/// is 10 or more.
+fn hex8(four: [u8; 4]) -> [u8; 8] {
+    const LOW_NIBBLES: u64 = 0x000f_000f_000f_000f;
+    let x = u64::from(u32::from_le_bytes(four));
+    // Byte k of the input to byte 2k.
+    let spread = (x & 0xff) | (x & 0xff00) << 8 | (x & 0xff_0000) << 16 | (x & 0xff00_0000) << 24;
+    // High nibble of byte k at byte 2k, low nibble at byte 2k + 1.
+    let nibbles = (spread >> 4) & LOW_NIBBLES | (spread & LOW_NIBBLES) << 8;
+    let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (nibbles + 0x3030_3030_3030_3030 + letters * 0x27).to_le_bytes()
+}
+
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
 /// value is taken as already hashed and never hashed again.
 pub fn is_sha256_hex(s: &str) -> bool {
-    let t = s.trim();
+    let t = trim(s);
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -94,33 +161,65 @@ pub fn normalize_email(raw: &str) -> Result<String, IdError> {
 /// Longest email address accepted (RFC 5321 path limit).
 const MAX_EMAIL_LEN: usize = 254;
 
-/// The checks of [`normalize_email`] on the trimmed, lower-cased address.
-fn check_email(e: &str) -> Result<(), IdError> {
+/// ASCII bytes that make an address implausible: whitespace, controls, `<>,;"()[]\`, and
+/// `@` (refused after the first one).
+const NOT_IN_EMAIL: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c <= 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[0x7f] = true;
+    let specials = b"<>,;\"()[]\\@";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The checks of [`normalize_email`] on the trimmed, lower-cased address, in one pass over
+/// its bytes; non-ASCII chars are then checked for whitespace and controls.
+fn check_email(address: &str) -> Result<(), IdError> {
+    let e = address.as_bytes();
     if e.is_empty() {
         return Err(IdError::Empty);
     }
     if e.len() > MAX_EMAIL_LEN {
         return Err(IdError::TooLong);
     }
-    let (local, domain) = e.split_once('@').ok_or(IdError::NotAnEmail)?;
-    let plausible = !local.is_empty()
+    let at = e
+        .iter()
+        .position(|&c| c == b'@')
+        .ok_or(IdError::NotAnEmail)?;
+    let (local, domain) = (e.get(..at).unwrap_or(&[]), e.get(at + 1..).unwrap_or(&[]));
+    let mut plausible = !local.is_empty()
         && local.len() <= 64
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
-        && !e.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(
-                    c,
-                    '<' | '>' | ',' | ';' | '"' | '(' | ')' | '[' | ']' | '\\'
-                )
-        });
+        && local
+            .iter()
+            .all(|&c| !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(false));
+    // Domain labels between dots: at least two, none empty, none starting or ending in '-'.
+    let mut prev = b'.';
+    let mut dots = 0;
+    for &c in domain {
+        plausible &= !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(false);
+        match c {
+            b'.' => {
+                plausible &= prev != b'.' && prev != b'-';
+                dots += 1;
+            }
+            b'-' => plausible &= prev != b'.',
+            _ => {}
+        }
+        prev = c;
+    }
+    plausible &= dots > 0 && prev != b'.' && prev != b'-';
+    // Bytes of 0x80 and up passed the table: their chars are checked here.
+    if plausible && !address.is_ascii() {
+        plausible = !address.chars().any(|c| c.is_whitespace() || c.is_control());
+    }
     if plausible {
         Ok(())
     } else {
@@ -134,7 +233,7 @@ pub fn hash_email(raw: &str) -> Result<String, IdError> {
     if is_sha256_hex(raw) {
         return Ok(raw.trim().to_ascii_lowercase());
     }
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_ascii() && t.len() <= MAX_EMAIL_LEN {
         // ASCII lower-cases in place: no String for the normalized address.
         let mut buf = [0u8; MAX_EMAIL_LEN];
@@ -153,7 +252,20 @@ pub fn hash_email(raw: &str) -> Result<String, IdError> {
 /// `default_calling_code` is prefixed, unless the digits already start with that code and are
 /// long enough to hold a 10-digit national number after it.
 pub fn normalize_phone(raw: &str, default_calling_code: &str) -> Result<String, IdError> {
-    let t = raw.trim();
+    let mut buf = [0u8; PHONE_BUF];
+    e164_digits(raw, default_calling_code, &mut buf).map(String::from)
+}
+
+/// Room for the digits of a phone of at most 64 bytes, plus a calling code of up to 64 bytes.
+const PHONE_BUF: usize = 128;
+
+/// [`normalize_phone`], its digits written into `buf` instead of a String.
+fn e164_digits<'b>(
+    raw: &str,
+    default_calling_code: &str,
+    buf: &'b mut [u8; PHONE_BUF],
+) -> Result<&'b str, IdError> {
+    let t = trim(raw);
     if t.is_empty() {
         return Err(IdError::Empty);
     }
@@ -164,31 +276,43 @@ pub fn normalize_phone(raw: &str, default_calling_code: &str) -> Result<String, 
         Some(rest) => (true, rest),
         None => (false, t),
     };
-    let mut digits = String::with_capacity(16);
+    // The digits go to the end of buf, which leaves room for the calling code before them.
+    let mut start = PHONE_BUF - 64;
+    let mut end = start;
     for c in body.chars() {
         match c {
-            '0'..='9' => digits.push(c),
+            '0'..='9' => {
+                let Some(slot) = buf.get_mut(end) else {
+                    return Err(IdError::TooLong);
+                };
+                *slot = c as u8;
+                end += 1;
+            }
             ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
             _ => return Err(IdError::NotAPhone),
         }
     }
-    let e164 = if international {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        String::from(rest)
-    } else {
-        let cc = default_calling_code.trim_start_matches('+');
-        if !cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10 {
-            digits
+    let digits = buf.get(start..end).unwrap_or(&[]);
+    if !international {
+        if digits.starts_with(b"00") {
+            start += 2;
         } else {
-            let national = digits.strip_prefix('0').unwrap_or(&digits);
-            let mut out = String::from(cc);
-            out.push_str(national);
-            out
+            let cc = default_calling_code.trim_start_matches('+').as_bytes();
+            if !(!cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10) {
+                if digits.first() == Some(&b'0') {
+                    start += 1;
+                }
+                // A calling code longer than the room before the digits is no calling code.
+                start = start.checked_sub(cc.len()).ok_or(IdError::NotAPhone)?;
+                buf.get_mut(start..start + cc.len())
+                    .ok_or(IdError::NotAPhone)?
+                    .copy_from_slice(cc);
+            }
         }
-    };
-    if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && !e164.starts_with('0') {
-        Ok(e164)
+    }
+    let e164 = buf.get(start..end).unwrap_or(&[]);
+    if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && e164.first() != Some(&b'0') {
+        core::str::from_utf8(e164).map_err(|_| IdError::NotAPhone)
     } else {
         Err(IdError::NotAPhone)
     }
@@ -207,7 +331,8 @@ pub fn phone_identifier(
             name: IdName::HashedPhone,
         });
     }
-    let digits = normalize_phone(raw, default_calling_code)?;
+    let mut buf = [0u8; PHONE_BUF];
+    let digits = e164_digits(raw, default_calling_code, &mut buf)?;
     Ok(if hashed {
         Identifier {
             id: sha256_hex(digits.as_bytes()),
@@ -215,7 +340,7 @@ pub fn phone_identifier(
         }
     } else {
         Identifier {
-            id: digits,
+            id: String::from(digits),
             name: IdName::Phone,
         }
     })
@@ -224,7 +349,7 @@ pub fn phone_identifier(
 /// A UUID in canonical form (lower-case, hyphenated). Accepts braces, `urn:uuid:` and
 /// upper case on input.
 pub fn parse_guid(raw: &str) -> Result<String, IdError> {
-    let t = raw.trim();
+    let t = trim(raw);
     let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
     let t = t
         .strip_prefix('{')
@@ -268,7 +393,7 @@ pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
 
 /// Trimmed, non-empty, at most `max_len` bytes, no control characters.
 pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdError> {
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_empty() {
         return Err(IdError::Empty);
     }
@@ -283,7 +408,8 @@ pub fn normalize_first_party_id(raw: &str, max_len: usize) -> Result<String, IdE
 
 /// [`percent_decode`], borrowing the input when there is nothing to decode.
 pub fn percent_decode_cow(s: &str, plus_as_space: bool) -> Cow<'_, str> {
-    if s.bytes().any(|b| b == b'%' || (plus_as_space && b == b'+')) {
+    let b = s.as_bytes();
+    if find_byte(b, b'%').is_some() || (plus_as_space && find_byte(b, b'+').is_some()) {
         Cow::Owned(percent_decode(s, plus_as_space))
     } else {
         Cow::Borrowed(s)
@@ -330,6 +456,152 @@ mod tests {
         ) {
             prop_assume!(!is_sha256_hex(&raw));
             prop_assert_eq!(hash_email(&raw), normalize_email(&raw).map(|e| sha256_hex(e.as_bytes())));
+        }
+    }
+
+    /// The email checks as they were before the one-pass form: char by char.
+    fn check_email_chars(e: &str) -> Result<(), IdError> {
+        if e.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if e.len() > MAX_EMAIL_LEN {
+            return Err(IdError::TooLong);
+        }
+        let (local, domain) = e.split_once('@').ok_or(IdError::NotAnEmail)?;
+        let plausible = !local.is_empty()
+            && local.len() <= 64
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .split('.')
+                .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+            && !e.chars().any(|c| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(
+                        c,
+                        '<' | '>' | ',' | ';' | '"' | '(' | ')' | '[' | ']' | '\\'
+                    )
+            });
+        if plausible {
+            Ok(())
+        } else {
+            Err(IdError::NotAnEmail)
+        }
+    }
+
+    /// `normalize_phone` as it was before the digits went to a stack buffer.
+    fn normalize_phone_with_strings(
+        raw: &str,
+        default_calling_code: &str,
+    ) -> Result<String, IdError> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if t.len() > 64 {
+            return Err(IdError::TooLong);
+        }
+        let (international, body) = match t.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let mut digits = String::with_capacity(16);
+        for c in body.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+                _ => return Err(IdError::NotAPhone),
+            }
+        }
+        let e164 = if international {
+            digits
+        } else if let Some(rest) = digits.strip_prefix("00") {
+            String::from(rest)
+        } else {
+            let cc = default_calling_code.trim_start_matches('+');
+            if !cc.is_empty() && digits.starts_with(cc) && digits.len() >= cc.len() + 10 {
+                digits
+            } else {
+                let national = digits.strip_prefix('0').unwrap_or(&digits);
+                let mut out = String::from(cc);
+                out.push_str(national);
+                out
+            }
+        };
+        if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && !e164.starts_with('0') {
+            Ok(e164)
+        } else {
+            Err(IdError::NotAPhone)
+        }
+    }
+
+    proptest! {
+        /// The eight-at-a-time search is `position`.
+        #[test]
+        fn find_byte_is_position(
+            hay in prop::collection::vec(prop::sample::select(alloc::vec![0u8, 1, b';', b'=', b'%', 0x3a, 0xbb, 0xff]), 0..40),
+            needle in prop::sample::select(alloc::vec![0u8, b';', b'=', b'%', 0xff]),
+        ) {
+            prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&c| c == needle));
+        }
+
+        /// Eight hex digits at once are the table's, byte by byte.
+        #[test]
+        fn hex8_is_hex(four in any::<[u8; 4]>()) {
+            let want = hex(&four);
+            prop_assert_eq!(&hex8(four)[..], want.as_bytes());
+        }
+
+        #[test]
+        fn trim_is_str_trim(
+            s in prop_oneof![
+                "\\PC{0,6}",
+                "[ \t\n\u{b}\u{c}\r\u{1c}\u{85}\u{a0}\u{2028}\u{3000}ax.é]{0,6}",
+                any::<String>(),
+            ]
+        ) {
+            prop_assert_eq!(trim(&s), s.trim());
+        }
+
+        /// The one-pass check is the char-by-char one.
+        #[test]
+        fn one_pass_email_check_is_the_char_check(
+            e in prop_oneof![
+                "[a-c.@-]{0,12}",
+                "[a-z0-9]{0,4}@[a-z0-9.-]{0,10}",
+                "[ -~]{0,16}",
+                "[\u{0}-\u{7f}]{0,16}",
+                "[a.@]{60,70}@[a.-]{0,8}",
+                "[a.]{250,256}@b.c",
+                "[a.@é\u{a0}\u{85}\u{2028}\u{3000}\u{9f}-]{0,14}",
+                "[a-z]{1,3}[ -~é\u{a0}]?@[a-zé]{1,4}[.][a-z\u{85}]{1,3}",
+                "\\PC{0,14}",
+            ]
+        ) {
+            prop_assert_eq!(check_email(&e), check_email_chars(&e));
+        }
+
+        /// The stack-buffer digits are the String form's.
+        #[test]
+        fn e164_digits_are_the_string_form(
+            raw in prop_oneof![
+                "[ +]{0,2}[0-9 ().\u{a0}/-]{0,20}[ ]?",
+                "[0+]{0,3}[0-9]{0,16}",
+                "[0-9a+ ]{0,70}",
+                "\\PC{0,12}",
+            ],
+            cc in prop_oneof![
+                "[+]?[0-9]{0,4}",
+                "[0-9a]{0,3}",
+                "[1]{60,70}",
+                "\\PC{0,3}",
+            ],
+        ) {
+            prop_assert_eq!(normalize_phone(&raw, &cc), normalize_phone_with_strings(&raw, &cc));
         }
     }
 

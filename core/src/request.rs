@@ -1,6 +1,6 @@
 //! The HTTP request that carries events to the destination: method, URL, headers, body.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -21,8 +21,8 @@ pub struct CapiRequest {
     pub authority: String,
     /// Path and query.
     pub path: String,
-    /// Lower-case names.
-    pub headers: Vec<(String, String)>,
+    /// Lower-case names. The fixed names and values are borrowed, not allocated per request.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     pub body: Vec<u8>,
 }
 
@@ -43,12 +43,12 @@ impl CapiRequest {
             .map(|(k, v)| {
                 let masked = if k == "authorization" {
                     "Bearer ***".to_owned()
-                } else if Some(k.as_str()) == sig {
+                } else if Some(&**k) == sig {
                     "***".to_owned()
                 } else {
-                    v.clone()
+                    String::from(&**v)
                 };
-                (k.clone(), masked)
+                (String::from(&**k), masked)
             })
             .collect()
     }
@@ -116,21 +116,27 @@ pub fn build_request(
     let mut body = Vec::with_capacity(1024 * events.len());
     encoder.encode(events, &mut body);
     let mut headers = Vec::with_capacity(4);
-    headers.push(("content-type".to_owned(), encoder.content_type().to_owned()));
+    headers.push((
+        Cow::Borrowed("content-type"),
+        Cow::Borrowed(encoder.content_type()),
+    ));
     if let Some(token) = &config.auth.bearer_token {
         let token = inline(token, "auth.bearer_token")?;
         let mut value = String::with_capacity(7 + token.len());
         value.push_str("Bearer ");
         value.push_str(token);
-        headers.push(("authorization".to_owned(), value));
+        headers.push((Cow::Borrowed("authorization"), Cow::Owned(value)));
     }
     if let Some(h) = &config.auth.hmac {
         let secret = inline(&h.secret, "auth.hmac.secret")?;
         let ts = now.div_euclid(1000);
-        headers.push((h.timestamp_header.clone(), format!("{ts}")));
         headers.push((
-            h.signature_header.clone(),
-            sign(secret.as_bytes(), ts, &body),
+            Cow::Owned(h.timestamp_header.clone()),
+            Cow::Owned(format!("{ts}")),
+        ));
+        headers.push((
+            Cow::Owned(h.signature_header.clone()),
+            Cow::Owned(sign(secret.as_bytes(), ts, &body)),
         ));
     }
     Ok(CapiRequest {

@@ -7,6 +7,7 @@
 //! matched exactly, as real User-Agents spell them; bot names case-insensitively. It never
 //! panics and never slices a string other than on a char boundary.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
@@ -21,14 +22,15 @@ pub enum DeviceType {
     Unknown,
 }
 
-/// Browser and OS facts parsed from one User-Agent header, plus the raw header.
+/// Browser and OS facts parsed from one User-Agent header, plus the raw header. The names
+/// (and the Windows versions) the parser knows are borrowed from its tables, not allocated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserAgent {
-    pub browser_name: String,
+    pub browser_name: Cow<'static, str>,
     pub browser_version: String,
-    pub os_name: String,
-    pub os_version: String,
+    pub os_name: Cow<'static, str>,
+    pub os_version: Cow<'static, str>,
     pub device_type: DeviceType,
     pub is_bot: bool,
     pub raw: String,
@@ -59,13 +61,13 @@ pub fn parse_user_agent(raw: &str) -> UserAgent {
         Some((name, version)) => (name, version, true, DeviceType::Bot),
         None => {
             let (name, version) = detect_browser(&scan, os.name);
-            (name, version, false, os.device)
+            (Cow::Borrowed(name), version, false, os.device)
         }
     };
     UserAgent {
-        browser_name: String::from(browser_name),
+        browser_name,
         browser_version: String::from(browser_version),
-        os_name: String::from(os.name),
+        os_name: Cow::Borrowed(os.name),
         os_version: os.version,
         device_type,
         is_bot,
@@ -249,7 +251,8 @@ static CI_TOKEN_STARTS: [u64; 256] = ci_token_starts();
 
 /// The index of a pair of bytes in [`PAIRS`].
 const fn pair_index(b0: u8, b1: u8) -> usize {
-    ((b0 as usize) << 8) | b1 as usize
+    // Little-endian order: the index is the two bytes read as one u16, a single load.
+    u16::from_le_bytes([b0, b1]) as usize
 }
 
 /// Sets the bit of the first two bytes of `token` in `table`, in every ASCII case when `fold`.
@@ -296,6 +299,14 @@ const fn token_pairs() -> [u64; 1024] {
 
 static PAIRS: [u64; 1024] = token_pairs();
 
+/// Whether the pair with this [`pair_index`] starts some token.
+#[inline(always)]
+fn is_pair(p: usize) -> bool {
+    PAIRS
+        .get(p / 64)
+        .is_some_and(|bits| bits & (1 << (p % 64)) != 0)
+}
+
 /// Where each token of [`TOKENS`] and each case-insensitive token ([`ci_token`]) first
 /// occurs in one User-Agent, found in a single pass over its bytes.
 struct Scan<'a> {
@@ -334,47 +345,67 @@ impl<'a> Scan<'a> {
         };
         let bytes = ua.as_bytes();
         // Every token is at least 2 bytes long, so it starts at the first byte of some pair.
-        for (i, pair) in bytes.windows(2).enumerate() {
-            let &[b, next] = pair else { continue };
-            let p = pair_index(b, next);
-            if PAIRS
-                .get(p / 64)
-                .is_none_or(|bits| bits & (1 << (p % 64)) == 0)
-            {
-                continue;
-            }
-            let Ok(offset) = u16::try_from(i) else { break };
-            let mut pending = TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.found;
-            let mut ci_pending =
-                CI_TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !scan.ci_found;
-            if pending | ci_pending == 0 {
-                continue;
-            }
-            let rest = bytes.get(i..).unwrap_or(&[]);
-            while pending != 0 {
-                let k = pending.trailing_zeros() as usize;
-                pending &= pending - 1;
-                if let Some(token) = TOKENS.get(k)
-                    && starts_with_exact(rest, token.as_bytes())
-                    && let Some(slot) = scan.at.get_mut(k)
-                {
-                    *slot = offset;
-                    scan.found |= 1 << k;
+        // Eight bytes are read at once and their seven pairs tested from that word; the last
+        // pairs one by one.
+        let mut i = 0;
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let Ok(arr) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            let w = u64::from_le_bytes(arr);
+            for k in 0..7 {
+                // pair_index of bytes i + k and i + k + 1: the u16 at that place in w.
+                if is_pair(usize::from((w >> (8 * k)) as u16)) {
+                    scan.token_at(bytes, i + k);
                 }
             }
-            while ci_pending != 0 {
-                let k = ci_pending.trailing_zeros() as usize;
-                ci_pending &= ci_pending - 1;
-                if let Some(token) = ci_token(k)
-                    && starts_with_ci(rest, token.as_bytes())
-                    && let Some(slot) = scan.ci_at.get_mut(k)
-                {
-                    *slot = offset;
-                    scan.ci_found |= 1 << k;
-                }
+            i += 7;
+        }
+        while let Some(&[b, next]) = bytes.get(i..i + 2) {
+            if is_pair(pair_index(b, next)) {
+                scan.token_at(bytes, i);
             }
+            i += 1;
         }
         scan
+    }
+
+    /// Records the tokens that start at `i`, where a pair of [`PAIRS`] starts (rare: out of
+    /// the scanning loop).
+    #[inline(never)]
+    fn token_at(&mut self, bytes: &[u8], i: usize) {
+        let Some(&b) = bytes.get(i) else { return };
+        // A User-Agent is at most MAX_USER_AGENT_LEN bytes: offsets fit.
+        let Ok(offset) = u16::try_from(i) else { return };
+        let mut pending = TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !self.found;
+        let mut ci_pending =
+            CI_TOKEN_STARTS.get(usize::from(b)).copied().unwrap_or(0) & !self.ci_found;
+        if pending | ci_pending == 0 {
+            return;
+        }
+        let rest = bytes.get(i..).unwrap_or(&[]);
+        while pending != 0 {
+            let k = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            if let Some(token) = TOKENS.get(k)
+                && starts_with_exact(rest, token.as_bytes())
+                && let Some(slot) = self.at.get_mut(k)
+            {
+                *slot = offset;
+                self.found |= 1 << k;
+            }
+        }
+        while ci_pending != 0 {
+            let k = ci_pending.trailing_zeros() as usize;
+            ci_pending &= ci_pending - 1;
+            if let Some(token) = ci_token(k)
+                && starts_with_ci(rest, token.as_bytes())
+                && let Some(slot) = self.ci_at.get_mut(k)
+            {
+                *slot = offset;
+                self.ci_found |= 1 << k;
+            }
+        }
     }
 
     fn has(&self, t: Needle) -> bool {
@@ -453,7 +484,7 @@ fn numeric_version(s: &str) -> String {
 
 struct Os {
     name: &'static str,
-    version: String,
+    version: Cow<'static, str>,
     device: DeviceType,
 }
 
@@ -473,7 +504,7 @@ fn detect_os(scan: &Scan<'_>) -> Os {
             .map(numeric_version)
             .filter(|v| !v.is_empty())
             .or_else(|| scan.after(Needle::IosSp).map(numeric_version))
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), Cow::Owned);
         let device = if ipad {
             DeviceType::Tablet
         } else {
@@ -489,14 +520,14 @@ fn detect_os(scan: &Scan<'_>) -> Os {
         } else {
             DeviceType::Tablet
         };
-        return os("Android", numeric_version(rest), device);
+        return os("Android", Cow::Owned(numeric_version(rest)), device);
     }
     if scan.has(Needle::Windows) {
         let version = scan
             .after(Needle::WindowsNtSp)
             .map(|rest| {
                 let nt = take_while(rest, |c| c.is_ascii_digit() || c == '.');
-                String::from(match nt {
+                Cow::Borrowed(match nt {
                     "10.0" => "10",
                     "6.3" => "8.1",
                     "6.2" => "8",
@@ -504,10 +535,10 @@ fn detect_os(scan: &Scan<'_>) -> Os {
                     "6.0" => "Vista",
                     "5.1" | "5.2" => "XP",
                     "5.0" => "2000",
-                    other => other,
+                    other => return Cow::Owned(String::from(other)),
                 })
             })
-            .unwrap_or_default();
+            .unwrap_or(Cow::Borrowed(""));
         return os("Windows", version, DeviceType::Desktop);
     }
     // Chrome OS before Linux: "X11; CrOS x86_64 14541.0.0". The version is the platform one.
@@ -516,25 +547,23 @@ fn detect_os(scan: &Scan<'_>) -> Os {
             .split([' ', ')', ';'])
             .nth(1)
             .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
-            .map(numeric_version)
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), |v| Cow::Owned(numeric_version(v)));
         return os("Chrome OS", version, DeviceType::Desktop);
     }
     if scan.has(Needle::MacOsX) || scan.has(Needle::Macintosh) {
         let version = scan
             .after(Needle::MacOsXSp)
-            .map(numeric_version)
-            .unwrap_or_default();
+            .map_or(Cow::Borrowed(""), |v| Cow::Owned(numeric_version(v)));
         return os("macOS", version, DeviceType::Desktop);
     }
     if scan.has(Needle::Linux) || scan.has(Needle::X11) || scan.has(Needle::Ubuntu) {
-        return os("Linux", String::new(), DeviceType::Desktop);
+        return os("Linux", Cow::Borrowed(""), DeviceType::Desktop);
     }
-    os(UNKNOWN, String::new(), DeviceType::Unknown)
+    os(UNKNOWN, Cow::Borrowed(""), DeviceType::Unknown)
 }
 
 /// Returns (bot name, bot version) when the UA is an automated client.
-fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
+fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(Cow<'static, str>, &'a str)> {
     if let Some((k, rest)) = scan.first_ci(KNOWN_BOTS_MASK) {
         let &(needle, name) = KNOWN_BOTS.get(k)?;
         let version = if needle.ends_with('/') {
@@ -542,7 +571,7 @@ fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
         } else {
             rest.strip_prefix('/').map(version_at).unwrap_or("")
         };
-        return Some((name, version));
+        return Some((Cow::Borrowed(name), version));
     }
     // A product token can only hold a bot word if the whole header does.
     if scan.ci_found & BOT_WORDS_MASK == 0 {
@@ -554,8 +583,10 @@ fn detect_bot<'a>(scan: &Scan<'a>) -> Option<(&'a str, &'a str)> {
         .filter(|t| !NOT_BOTS.iter().any(|n| find_ci(t, n) == Some(0)))
         .find(|t| BOT_WORDS.iter().any(|w| find_ci(t, w).is_some()))
         .map(|token| match token.split_once('/') {
-            Some((name, rest)) if !name.is_empty() => (name, version_at(rest)),
-            _ => (token, ""),
+            Some((name, rest)) if !name.is_empty() => {
+                (Cow::Owned(String::from(name)), version_at(rest))
+            }
+            _ => (Cow::Owned(String::from(token)), ""),
         })
 }
 
@@ -643,10 +674,10 @@ mod tests {
     ) {
         let got = parse_user_agent(ua);
         let want = UserAgent {
-            browser_name: browser.to_string(),
+            browser_name: Cow::Owned(browser.to_string()),
             browser_version: browser_version.to_string(),
-            os_name: os.to_string(),
-            os_version: os_version.to_string(),
+            os_name: Cow::Owned(os.to_string()),
+            os_version: Cow::Owned(os_version.to_string()),
             device_type: device,
             is_bot,
             raw: ua.to_string(),
@@ -1499,6 +1530,46 @@ mod tests {
         }
         assert!(seen.iter().any(|b| b == "Facebook"));
         assert!(seen.iter().any(|b| b == "TikTok"));
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The pair-table scan (eight bytes at a time) finds each token's first occurrence
+        /// where a plain search finds it.
+        #[test]
+        fn scan_finds_what_a_search_finds(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(TOKENS.to_vec()).prop_map(String::from),
+                    proptest::sample::select(KNOWN_BOTS.iter().map(|b| b.0).collect::<Vec<_>>())
+                        .prop_map(String::from),
+                    proptest::sample::select(alloc::vec!["BOT", "Crawler", "sPiDeR", "cubot"])
+                        .prop_map(String::from),
+                    "[ a-zA-Z0-9/;().é_-]{0,9}",
+                ],
+                0..12,
+            ),
+        ) {
+            let ua: String = pieces.concat();
+            let ua = truncate(&ua, MAX_USER_AGENT_LEN);
+            let scan = Scan::new(ua);
+            for (k, token) in TOKENS.iter().enumerate() {
+                let want = ua.find(token);
+                proptest::prop_assert_eq!(scan.found >> k & 1 == 1, want.is_some(), "{}", token);
+                if let Some(at) = want {
+                    proptest::prop_assert_eq!(usize::from(scan.at[k]), at, "{}", token);
+                }
+            }
+            for k in 0..CI_TOKEN_COUNT {
+                let token = ci_token(k).unwrap_or("");
+                let want = find_ci(ua, token);
+                proptest::prop_assert_eq!(scan.ci_found >> k & 1 == 1, want.is_some(), "{}", token);
+                if let Some(at) = want {
+                    proptest::prop_assert_eq!(usize::from(scan.ci_at[k]), at, "{}", token);
+                }
+            }
+        }
     }
 
     #[test]

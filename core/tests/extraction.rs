@@ -90,10 +90,7 @@ fn checkout_response_gives_the_full_event() {
         "992d249cd68b71405252896af97b2c7d4c86996436b51acc846f2bbb758caa2b"
     );
     let ua = e.user_agent.unwrap();
-    assert_eq!(
-        (ua.browser_name.as_str(), ua.os_name.as_str()),
-        ("Chrome", "Windows")
-    );
+    assert_eq!((&*ua.browser_name, &*ua.os_name), ("Chrome", "Windows"));
     assert_eq!(ua.raw, UA);
 }
 

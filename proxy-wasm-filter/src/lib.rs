@@ -348,7 +348,7 @@ impl Root {
             headers.push((":method", req.method));
             headers.push((":path", &req.path));
             headers.push((":authority", &req.authority));
-            headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            headers.extend(req.headers.iter().map(|(k, v)| (&**k, &**v)));
             let sent = host::dispatch_http_call(&cluster, &headers, &req.body, timeout_ms);
             let Ok(mut st) = self.state.try_borrow_mut() else {
                 return;
