@@ -422,7 +422,9 @@ mod tests {
             first
         };
         // std's parser and Display: what the split form returned (IPv4 dotted, IPv6 canonical).
-        bare.parse::<core::net::IpAddr>().ok().map(|ip| ip.to_string())
+        bare.parse::<core::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_string())
     }
 
     proptest::proptest! {
