@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::{Extract, Match, PathPattern, PluginConfig, Rule, ValueUnit};
 use crate::event::ConversionType;
 use crate::extract::{Exchange, ExtractError, Extracted, Source, extract_event};
+use crate::json_select::PointerTree;
 use crate::time::UnixMillis;
 
 /// The fields a collect payload may carry. Anything else is refused.
@@ -98,6 +99,9 @@ pub fn collect_event(
         user_agent: Some(
             src("user_agent").unwrap_or_else(|| Source::Header("user-agent".to_owned())),
         ),
+        // Built by the extractor for this one event.
+        response_tree: PointerTree::default(),
+        request_tree: PointerTree::default(),
     };
     let client_ip = match obj.get("client_ip") {
         None | Some(Value::Null) => peer_ip,

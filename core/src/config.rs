@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::event::ConversionType;
 use crate::extract::Source;
+use crate::json_select::PointerTree;
 
 /// A configuration error: the JSON path of the bad field and what is wrong with it. Never
 /// carries the value itself (it may be a secret).
@@ -369,9 +370,28 @@ pub struct Extract {
     pub first_party_id: Option<Source>,
     pub timestamp: Option<Source>,
     pub user_agent: Option<Source>,
+    /// The response body's pointers as a tree, built when the rule is read
+    /// ([`Extract::with_trees`]); the extractor checks it still matches the sources and builds
+    /// a fresh one when not.
+    pub(crate) response_tree: PointerTree,
+    /// The request body's pointers, the same way.
+    pub(crate) request_tree: PointerTree,
 }
 
 impl Extract {
+    /// The pointers of the sources that `want` picks, in field order.
+    pub(crate) fn pointers(&self, want: fn(&Source) -> Option<&str>) -> Vec<&str> {
+        self.sources().filter_map(want).collect()
+    }
+
+    /// With the body pointer trees built from the current sources (the extractor's per-event
+    /// JSON selection then starts from them).
+    pub(crate) fn with_trees(mut self) -> Self {
+        self.response_tree = PointerTree::new(&self.pointers(Source::response_pointer));
+        self.request_tree = PointerTree::new(&self.pointers(Source::request_pointer));
+        self
+    }
+
     /// Every configured source, in field order.
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
         [
@@ -1005,7 +1025,10 @@ fn parse_extract(o: &mut Obj<'_>) -> Result<Extract, ConfigError> {
         first_party_id: parse_source(o, "first_party_id")?,
         timestamp: parse_source(o, "timestamp")?,
         user_agent: parse_source(o, "user_agent")?,
-    };
+        response_tree: PointerTree::default(),
+        request_tree: PointerTree::default(),
+    }
+    .with_trees();
     if e.email.is_none() && e.phone.is_none() && e.guid.is_none() && e.first_party_id.is_none() {
         return Err(cerr(
             &o.path,

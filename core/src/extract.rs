@@ -9,7 +9,7 @@ use core::fmt;
 
 use crate::config::{ClientIp, Extract, PhoneAs, PluginConfig, Rule, ValueUnit};
 use crate::event::{ConversionEvent, IdName, Identifier, Timestamp};
-use crate::json_select::{self, Scalar};
+use crate::json_select::{PointerTree, Scalar};
 use crate::normalize::{self, IdError};
 use crate::time::{UnixMillis, parse_iso8601};
 use crate::user_agent::parse_user_agent;
@@ -47,6 +47,22 @@ fn is_json_pointer(p: &str) -> bool {
 }
 
 impl Source {
+    /// The JSON pointer of a response body source.
+    pub(crate) fn response_pointer(&self) -> Option<&str> {
+        match self {
+            Source::ResponseBody(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The JSON pointer of a request body source.
+    pub(crate) fn request_pointer(&self) -> Option<&str> {
+        match self {
+            Source::RequestBody(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Parses `kind:key`. The error text is the configuration error's reason.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (kind, key) = s
@@ -286,11 +302,13 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Selects every pointer the rule reads from one body (`want` picks the sources of that body).
+/// Selects every pointer the rule reads from one body (`want` picks the sources of that body),
+/// through the rule's tree of those pointers (`tree`) when it still matches them.
 fn select_body<'a>(
     body: Option<&'a [u8]>,
     extract: &'a Extract,
     want: fn(&Source) -> Option<&str>,
+    tree: &PointerTree,
 ) -> Selected<'a> {
     let body = body.ok_or(())?;
     let mut picked = Picked {
@@ -304,27 +322,20 @@ fn select_body<'a>(
         picked.len += 1;
     }
     let len = picked.len;
-    match (picked.pointers.get(..len), picked.values.get_mut(..len)) {
-        (Some(pointers), Some(values)) => {
-            json_select::select_into(body, pointers, values).map_err(|_| ())?;
-        }
-        _ => return Err(()),
-    }
+    let (Some(pointers), Some(values)) = (picked.pointers.get(..len), picked.values.get_mut(..len))
+    else {
+        return Err(());
+    };
+    let fresh;
+    let tree = if tree.is_for(pointers) {
+        tree
+    } else {
+        // Sources changed after the configuration was read, or built per event (collect).
+        fresh = PointerTree::new(pointers);
+        &fresh
+    };
+    tree.select_into(body, values).map_err(|_| ())?;
     Ok(picked)
-}
-
-fn response_pointer(s: &Source) -> Option<&str> {
-    match s {
-        Source::ResponseBody(p) => Some(p),
-        _ => None,
-    }
-}
-
-fn request_pointer(s: &Source) -> Option<&str> {
-    match s {
-        Source::RequestBody(p) => Some(p),
-        _ => None,
-    }
 }
 
 impl<'a> Bodies<'a> {
@@ -369,15 +380,25 @@ impl<'a> Bodies<'a> {
             Source::ResponseBody(ptr) => {
                 let extract = self.extract;
                 let selected = self.response.get_or_insert_with(|| {
-                    select_body(ex.response_body, extract, response_pointer)
+                    select_body(
+                        ex.response_body,
+                        extract,
+                        Source::response_pointer,
+                        &extract.response_tree,
+                    )
                 });
                 lookup(selected, "response", ptr)
             }
             Source::RequestBody(ptr) => {
                 let extract = self.extract;
-                let selected = self
-                    .request
-                    .get_or_insert_with(|| select_body(ex.request_body, extract, request_pointer));
+                let selected = self.request.get_or_insert_with(|| {
+                    select_body(
+                        ex.request_body,
+                        extract,
+                        Source::request_pointer,
+                        &extract.request_tree,
+                    )
+                });
                 lookup(selected, "request", ptr)
             }
             Source::Form(name) => {

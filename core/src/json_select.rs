@@ -11,6 +11,7 @@
 //! Strings without escapes are borrowed from the body.
 
 use alloc::borrow::Cow;
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde_json::Number;
 
@@ -35,252 +36,145 @@ type Res<T = ()> = Result<T, NotJson>;
 /// nothing stands. Err when the body is not one valid JSON document.
 pub fn select<'a>(body: &'a [u8], pointers: &[&str]) -> Res<Vec<Option<Scalar<'a>>>> {
     let mut out = alloc::vec![None; pointers.len()];
-    select_into(body, pointers, &mut out)?;
+    PointerTree::new(pointers).select_into(body, &mut out)?;
     Ok(out)
 }
 
-/// [`select`] into the caller's slots (`out[i]` for `pointers[i]`; the slots must start as
-/// None and be as many as the pointers), so that a caller with a few pointers needs no
-/// allocation.
-pub(crate) fn select_into<'a>(
-    body: &'a [u8],
-    pointers: &[&str],
-    out: &mut [Option<Scalar<'a>>],
-) -> Res {
-    // One pass per 64 pointers (the live set is a bit mask); always at least one pass, so
-    // that the document is checked even when no pointer is asked for.
-    let mut first = 0;
-    loop {
-        let end = pointers.len().min(first + 64);
-        let (ptrs, slots) = match (pointers.get(first..end), out.get_mut(first..end)) {
-            (Some(p), Some(o)) => (p, o),
-            _ => return Err(NotJson),
-        };
-        let live = if ptrs.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << ptrs.len()) - 1
-        };
-        let mut stack = [const { Token::EMPTY }; STACK_TOKENS];
-        let heap;
-        let paths = match Paths::split(ptrs, &mut stack) {
-            Some(paths) => paths,
-            None => {
-                heap = Paths::tokens_of(ptrs);
-                Paths::new(&heap)
+/// Pointers split into a tree of unescaped reference tokens. Built once per set of pointers
+/// (the configuration builds one per rule and body when it is read), so that a selection only
+/// walks the document: each container on a path compares its keys with the few children of
+/// one node, and keys of no child's length are refused before any compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointerTree {
+    /// The pointers it was built from, in slot order.
+    pointers: Vec<String>,
+    /// `nodes[0]` is the document itself.
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Node {
+    /// Slots of the pointers that end at this node.
+    ends: Vec<usize>,
+    /// Child tokens (unescaped: `~1` read as `/`, `~0` as `~`) and their nodes.
+    children: Vec<(Vec<u8>, usize)>,
+    /// The [`length_bit`]s of the children's tokens.
+    lengths: u64,
+}
+
+impl Node {
+    #[cfg_attr(not(target_family = "wasm"), inline(always))]
+    fn child(&self, key: &[u8]) -> Option<usize> {
+        // Most keys of a container are no child's length: no compare at all.
+        if self.lengths & length_bit(key.len()) == 0 {
+            return None;
+        }
+        self.children
+            .iter()
+            .find(|(token, _)| same(token, key))
+            .map(|&(_, node)| node)
+    }
+}
+
+impl Default for PointerTree {
+    /// The tree of no pointer.
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+/// A reference token with `~1` read as `/` and `~0` as `~`, left to right; any other `~` is
+/// itself.
+fn unescape_token(token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(token.len());
+    let mut i = 0;
+    while let Some(&c) = token.get(i) {
+        match (c, token.get(i + 1)) {
+            (b'~', Some(b'0')) => {
+                out.push(b'~');
+                i += 2;
             }
-        };
+            (b'~', Some(b'1')) => {
+                out.push(b'/');
+                i += 2;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+impl PointerTree {
+    /// The tree of `pointers` (RFC 6901): the tokens of a pointer are what follows each '/'
+    /// (a pointer without '/' is the whole document).
+    pub fn new(pointers: &[&str]) -> Self {
+        let mut nodes = alloc::vec![Node::default()];
+        for (slot, pointer) in pointers.iter().enumerate() {
+            let mut at = 0;
+            if let Some((_, rest)) = pointer.split_once('/') {
+                for token in rest.split('/') {
+                    let token = unescape_token(token.as_bytes());
+                    let found = nodes
+                        .get(at)
+                        .and_then(|n: &Node| n.children.iter().find(|(t, _)| *t == token))
+                        .map(|&(_, node)| node);
+                    at = match found {
+                        Some(node) => node,
+                        None => {
+                            let node = nodes.len();
+                            nodes.push(Node::default());
+                            if let Some(parent) = nodes.get_mut(at) {
+                                parent.lengths |= length_bit(token.len());
+                                parent.children.push((token, node));
+                            }
+                            node
+                        }
+                    };
+                }
+            }
+            if let Some(n) = nodes.get_mut(at) {
+                n.ends.push(slot);
+            }
+        }
+        Self {
+            pointers: pointers.iter().map(|p| String::from(*p)).collect(),
+            nodes,
+        }
+    }
+
+    /// Whether the tree was built from exactly these pointers, in this order.
+    pub fn is_for(&self, pointers: &[&str]) -> bool {
+        self.pointers.len() == pointers.len()
+            && self.pointers.iter().zip(pointers).all(|(a, b)| a == b)
+    }
+
+    /// How many pointers (and slots) it has.
+    pub fn len(&self) -> usize {
+        self.pointers.len()
+    }
+
+    /// Whether it has no pointer.
+    pub fn is_empty(&self) -> bool {
+        self.pointers.is_empty()
+    }
+
+    /// [`select`] into the caller's slots (`out[i]` for the tree's pointer `i`; the slots must
+    /// start as None and be as many as the pointers), so that a caller needs no allocation.
+    pub fn select_into<'a>(&self, body: &'a [u8], out: &mut [Option<Scalar<'a>>]) -> Res {
         let mut scan = Scan {
             b: body,
             i: 0,
             depth_left: 128,
         };
-        scan.visit(&paths, live, 0, slots)?;
+        scan.visit(self, 0, out)?;
         if scan.ws().is_some() {
             return Err(NotJson);
         }
-        first = end;
-        if first >= pointers.len() {
-            return Ok(());
-        }
+        Ok(())
     }
-}
-
-/// Whether an escaped reference token (`a~1b`) stands for the key `key` (`a/b`): `~1` is
-/// read as `/` and `~0` as `~`, left to right; any other `~` is itself.
-fn token_eq(token: &[u8], key: &[u8]) -> bool {
-    let mut k = key.iter();
-    let mut i = 0;
-    while let Some(&c) = token.get(i) {
-        let unescaped = match (c, token.get(i + 1)) {
-            (b'~', Some(b'0')) => {
-                i += 2;
-                b'~'
-            }
-            (b'~', Some(b'1')) => {
-                i += 2;
-                b'/'
-            }
-            _ => {
-                i += 1;
-                c
-            }
-        };
-        if k.next() != Some(&unescaped) {
-            return false;
-        }
-    }
-    k.next().is_none()
-}
-
-/// One reference token of one pointer.
-#[derive(Clone, Copy)]
-struct Token<'p> {
-    pointer: usize,
-    depth: usize,
-    /// Still escaped.
-    text: &'p [u8],
-    escaped: bool,
-}
-
-impl Token<'_> {
-    const EMPTY: Token<'static> = Token {
-        pointer: 0,
-        depth: 0,
-        text: &[],
-        escaped: false,
-    };
-}
-
-/// How many reference tokens [`select_into`] keeps on the stack; more go to the heap.
-const STACK_TOKENS: usize = 24;
-
-/// Hands each reference token of each pointer to `push`, in pointer order: what follows each
-/// '/' (a pointer not starting with '/' has none before its first '/'). Stops at the first
-/// None from `push`.
-fn each_token<'p>(
-    pointers: &[&'p str],
-    mut push: impl FnMut(Token<'p>) -> Option<()>,
-) -> Option<()> {
-    for (pointer, p) in pointers.iter().enumerate() {
-        let b = p.as_bytes();
-        let Some(slash) = b.iter().position(|&c| c == b'/') else {
-            continue;
-        };
-        // One pass over the rest: each '/' ends a token, a '~' marks it escaped.
-        let mut start = slash + 1;
-        let mut escaped = false;
-        let mut depth = 0;
-        for (i, &c) in b.iter().enumerate().skip(start) {
-            if c == b'/' {
-                push(Token {
-                    pointer,
-                    depth,
-                    text: b.get(start..i).unwrap_or(&[]),
-                    escaped,
-                })?;
-                depth += 1;
-                start = i + 1;
-                escaped = false;
-            } else if c == b'~' {
-                escaped = true;
-            }
-        }
-        push(Token {
-            pointer,
-            depth,
-            text: b.get(start..).unwrap_or(&[]),
-            escaped,
-        })?;
-    }
-    Some(())
-}
-
-/// The pointers (at most 64) split into reference tokens, once per selection.
-struct Paths<'p, 't> {
-    tokens: &'t [Token<'p>],
-    /// Each pointer's number of tokens, at most 255 (deeper than the nesting limit).
-    lens: [u8; 64],
-}
-
-impl<'p, 't> Paths<'p, 't> {
-    /// The tokens in `stack`, when they fit.
-    fn split(pointers: &[&'p str], stack: &'t mut [Token<'p>; STACK_TOKENS]) -> Option<Self> {
-        let mut n = 0;
-        each_token(pointers, |t| {
-            *stack.get_mut(n)? = t;
-            n += 1;
-            Some(())
-        })?;
-        let stack: &'t [Token<'p>] = stack;
-        Some(Self::new(stack.get(..n)?))
-    }
-
-    fn tokens_of(pointers: &[&'p str]) -> Vec<Token<'p>> {
-        let mut all = Vec::new();
-        each_token(pointers, |t| {
-            all.push(t);
-            Some(())
-        });
-        all
-    }
-
-    fn new(tokens: &'t [Token<'p>]) -> Self {
-        let mut lens = [0u8; 64];
-        for t in tokens {
-            if let Some(len) = lens.get_mut(t.pointer) {
-                *len = u8::try_from(t.depth + 1).unwrap_or(u8::MAX);
-            }
-        }
-        Self { tokens, lens }
-    }
-
-    /// Bits of the live pointers that end at `depth`.
-    fn ends_here(&self, live: u64, depth: usize) -> u64 {
-        bits(live)
-            .filter(|&i| self.lens.get(i).is_some_and(|&l| usize::from(l) == depth))
-            .fold(0, |m, i| m | 1 << i)
-    }
-
-    /// The distinct tokens that the live pointers continue with below `depth`, for matching
-    /// the keys of one container; None when there are more than fit on the stack.
-    fn candidates(&self, live: u64, depth: usize) -> Option<Candidates<'p>> {
-        let mut c = Candidates {
-            len: 0,
-            items: [(&[][..], false, 0); 8],
-            lengths: 0,
-        };
-        for t in self.tokens {
-            if t.depth != depth || live >> t.pointer & 1 == 0 {
-                continue;
-            }
-            let bit = 1u64 << t.pointer;
-            let used = c.items.get_mut(..c.len)?;
-            match used
-                .iter_mut()
-                .find(|(text, escaped, _)| *escaped == t.escaped && same(text, t.text))
-            {
-                Some((_, _, mask)) => *mask |= bit,
-                None => {
-                    *c.items.get_mut(c.len)? = (t.text, t.escaped, bit);
-                    c.len += 1;
-                    // An escaped token matches keys of other lengths.
-                    c.lengths |= if t.escaped {
-                        u64::MAX
-                    } else {
-                        length_bit(t.text.len())
-                    };
-                }
-            }
-        }
-        Some(c)
-    }
-
-    /// Bits of the live pointers that go on into the child named `key`.
-    fn children(&self, live: u64, depth: usize, key: &[u8]) -> u64 {
-        let mut next = 0;
-        for t in self.tokens {
-            if t.depth == depth
-                && live >> t.pointer & 1 == 1
-                && if t.escaped {
-                    token_eq(t.text, key)
-                } else {
-                    same(t.text, key)
-                }
-            {
-                next |= 1 << t.pointer;
-            }
-        }
-        next
-    }
-}
-
-/// A container's candidate tokens: (escaped token, has `~`, pointers it continues).
-struct Candidates<'p> {
-    len: usize,
-    items: [(&'p [u8], bool, u64); 8],
-    /// The [`length_bit`]s of the keys that may match one of them.
-    lengths: u64,
 }
 
 /// Bit `len` (lengths of 63 and more share bit 63).
@@ -289,44 +183,14 @@ fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
 
-impl Candidates<'_> {
-    fn children(&self, key: &[u8]) -> u64 {
-        // Most keys of a container are no candidate's length: no compare at all.
-        if self.lengths & length_bit(key.len()) == 0 {
-            return 0;
-        }
-        let mut next = 0;
-        for &(text, escaped, mask) in self.items.get(..self.len).unwrap_or(&[]) {
-            if if escaped {
-                token_eq(text, key)
-            } else {
-                same(text, key)
-            } {
-                next |= mask;
-            }
-        }
-        next
-    }
-}
-
 /// Byte equality of short strings, without a call to memcmp.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
-    core::iter::from_fn(move || {
-        (mask != 0).then(|| {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            i
-        })
-    })
-}
-
-fn set<'a>(out: &mut [Option<Scalar<'a>>], mask: u64, v: Scalar<'a>) {
-    for i in bits(mask) {
+fn set<'a>(out: &mut [Option<Scalar<'a>>], slots: &[usize], v: Scalar<'a>) {
+    for &i in slots {
         if let Some(slot) = out.get_mut(i) {
             *slot = Some(v.clone());
         }
@@ -617,26 +481,14 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// One value on the pointers' path: `live` are the pointers whose first `depth` tokens
-    /// led here.
-    fn visit(
-        &mut self,
-        paths: &Paths<'_, '_>,
-        live: u64,
-        depth: usize,
-        out: &mut [Option<Scalar<'a>>],
-    ) -> Res {
-        let here = paths.ends_here(live, depth);
+    /// One value on the pointers' paths, at `node` of the tree.
+    fn visit(&mut self, tree: &PointerTree, node: usize, out: &mut [Option<Scalar<'a>>]) -> Res {
+        let n = tree.nodes.get(node).ok_or(NotJson)?;
         match self.ws().ok_or(NotJson)? {
             b'{' => {
                 self.enter()?;
                 self.i += 1;
-                set(out, here, Scalar::Composite);
-                let cands = paths.candidates(live, depth);
-                let children = |key: &[u8]| match &cands {
-                    Some(c) => c.children(key),
-                    None => paths.children(live, depth, key),
-                };
+                set(out, &n.ends, Scalar::Composite);
                 if self.ws() == Some(b'}') {
                     self.i += 1;
                 } else {
@@ -646,7 +498,7 @@ impl<'a> Scan<'a> {
                         let (end, escaped) = self.string()?;
                         let next = if escaped {
                             let key = self.decode(start, end, true)?;
-                            children(key.as_bytes())
+                            n.child(key.as_bytes())
                         } else {
                             // Only compared: checked as UTF-8 (as serde_json does) but not
                             // turned into a str.
@@ -654,13 +506,12 @@ impl<'a> Scan<'a> {
                             if !raw.is_ascii() && core::str::from_utf8(raw).is_err() {
                                 return Err(NotJson);
                             }
-                            children(raw)
+                            n.child(raw)
                         };
                         self.eat(b':')?;
-                        if next == 0 {
-                            self.skip_value()?;
-                        } else {
-                            self.visit(paths, next, depth + 1, out)?;
+                        match next {
+                            None => self.skip_value()?,
+                            Some(child) => self.visit(tree, child, out)?,
                         }
                         match self.ws() {
                             Some(b',') => self.i += 1,
@@ -677,23 +528,21 @@ impl<'a> Scan<'a> {
             b'[' => {
                 self.enter()?;
                 self.i += 1;
-                set(out, here, Scalar::Composite);
-                let cands = paths.candidates(live, depth);
+                set(out, &n.ends, Scalar::Composite);
                 if self.ws() == Some(b']') {
                     self.i += 1;
                 } else {
                     let mut index = 0usize;
                     loop {
-                        let mut buf = [0u8; 20];
-                        let key = crate::encode::decimal(index as u64, &mut buf);
-                        let next = match &cands {
-                            Some(c) => c.children(key),
-                            None => paths.children(live, depth, key),
-                        };
-                        if next == 0 {
-                            self.skip_value()?;
+                        let next = if n.children.is_empty() {
+                            None
                         } else {
-                            self.visit(paths, next, depth + 1, out)?;
+                            let mut buf = [0u8; 20];
+                            n.child(crate::encode::decimal(index as u64, &mut buf))
+                        };
+                        match next {
+                            None => self.skip_value()?,
+                            Some(child) => self.visit(tree, child, out)?,
                         }
                         match self.ws() {
                             Some(b',') => self.i += 1,
@@ -713,8 +562,8 @@ impl<'a> Scan<'a> {
                 let start = self.i;
                 let (end, escaped) = self.string()?;
                 let s = self.decode(start, end, escaped)?;
-                if here != 0 {
-                    set(out, here, Scalar::Str(s));
+                if !n.ends.is_empty() {
+                    set(out, &n.ends, Scalar::Str(s));
                 }
             }
             b'-' | b'0'..=b'9' => {
@@ -725,23 +574,23 @@ impl<'a> Scan<'a> {
                 let text = self.b.get(start..self.i).ok_or(NotJson)?;
                 // Through Value, like strings above: Number's own visitor reports a wrong type
                 // through serde's messages, which link core's float formatting into the .wasm.
-                let n = match serde_json::from_slice::<serde_json::Value>(text) {
-                    Ok(serde_json::Value::Number(n)) => n,
+                let num = match serde_json::from_slice::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Number(num)) => num,
                     _ => return Err(NotJson),
                 };
-                set(out, here, Scalar::Num(n));
+                set(out, &n.ends, Scalar::Num(num));
             }
             b't' => {
                 self.ident(b"true")?;
-                set(out, here, Scalar::Bool(true));
+                set(out, &n.ends, Scalar::Bool(true));
             }
             b'f' => {
                 self.ident(b"false")?;
-                set(out, here, Scalar::Bool(false));
+                set(out, &n.ends, Scalar::Bool(false));
             }
             b'n' => {
                 self.ident(b"null")?;
-                set(out, here, Scalar::Null);
+                set(out, &n.ends, Scalar::Null);
             }
             _ => return Err(NotJson),
         }
