@@ -234,7 +234,7 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 
 /// The index of the first byte at or after `i` that must be escaped (`"`, `\`, a control
 /// character) or the length, eight bytes at a time. The JSON selector skips strings with it.
-#[inline]
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
 pub(crate) fn plain_until(bytes: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = ONES << 7;
