@@ -501,3 +501,38 @@ fn client_ip_config_and_payload_errors_name_the_field() {
         "client_ip_address"
     );
 }
+
+/// The configuration splits each rule's body pointers into a tree when it is read; a rule
+/// whose sources are changed afterwards still reads what its sources now say.
+#[test]
+fn sources_changed_after_parsing_are_read_as_they_now_are() {
+    let mut c = config();
+    let i = c
+        .match_request("POST", "shop.example.com", "/api/checkout")
+        .unwrap();
+    let resp = headers(&[("content-type", "application/json")]);
+    let body = json!({
+        "order": {"id": "ORD-1001", "total": "49.90", "currency": "eur", "ref": "REF-7"},
+        "customer": {"email": "jane@example.com"}
+    })
+    .to_string()
+    .into_bytes();
+    let ex = Exchange {
+        method: "POST",
+        host: "shop.example.com",
+        path: "/api/checkout",
+        response_status: 200,
+        response_headers: &resp,
+        response_body: Some(&body),
+        ..Exchange::default()
+    };
+    let before = extract_event(&c, &c.rules[i], &ex, NOW).unwrap().event;
+    assert_eq!(before.order_id.as_deref(), Some("ORD-1001"));
+
+    c.rules[i].extract.order_id = Some(capi_core::extract::Source::ResponseBody(
+        "/order/ref".into(),
+    ));
+    let after = extract_event(&c, &c.rules[i], &ex, NOW).unwrap().event;
+    assert_eq!(after.order_id.as_deref(), Some("REF-7"));
+    assert_eq!(after.value, Some(49.9));
+}
