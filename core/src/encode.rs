@@ -3,8 +3,9 @@
 
 use alloc::vec::Vec;
 
+use crate::click_id::ClickIdName;
 use crate::config::Format;
-use crate::event::ConversionEvent;
+use crate::event::{ConversionEvent, IdName};
 use crate::time::write_iso8601;
 use crate::user_agent::{DeviceType, UserAgent};
 
@@ -57,21 +58,27 @@ pub fn encoder_for(format: Format) -> &'static dyn Encoder {
 
 /// Appends the seed JSON of one event: byte for byte what `serde_json::to_vec` makes of the
 /// event's `Serialize` derive (same field order, same escaping, same number formatting),
-/// without serde's per-field machinery. The tests hold the two equal.
+/// without serde's per-field machinery. The tests hold the two equal. Each string's quotes
+/// are part of the literals around it, and the id lists' names (fixed enum texts) are
+/// written as literals, not escaped.
 pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
     out.reserve(512);
     out.extend_from_slice(b"{\"advertiser_id\":");
     write_u64(e.advertiser_id, out);
-    out.extend_from_slice(b",\"data_source_key\":");
-    write_str(&e.data_source_key, out);
-    out.extend_from_slice(b",\"conversion_type\":");
-    write_str(e.conversion_type.as_str(), out);
-    out.extend_from_slice(b",\"event_id\":");
-    write_str(&e.event_id, out);
-    out.extend_from_slice(b",\"ids\":");
-    write_id_list(e.ids.iter().map(|i| (i.id.as_str(), i.name.as_str())), out);
+    out.extend_from_slice(b",\"data_source_key\":\"");
+    write_escaped(&e.data_source_key, out);
+    out.extend_from_slice(b"\",\"conversion_type\":\"");
+    write_escaped(e.conversion_type.as_str(), out);
+    out.extend_from_slice(b"\",\"event_id\":\"");
+    write_escaped(&e.event_id, out);
+    out.extend_from_slice(b"\",\"ids\":[");
+    for (i, id) in e.ids.iter().enumerate() {
+        out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
+        write_escaped(&id.id, out);
+        out.extend_from_slice(id_name_tail(id.name));
+    }
+    out.push(b']');
     if let Some(ua) = &e.user_agent {
-        out.extend_from_slice(b",\"user_agent\":");
         write_user_agent(ua, out);
     }
     out.extend_from_slice(b",\"timestamp\":\"");
@@ -81,67 +88,83 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"value\":");
         write_f64(v, out);
     }
-    out.extend_from_slice(b",\"currency\":");
-    write_str(&e.currency, out);
+    out.extend_from_slice(b",\"currency\":\"");
+    write_escaped(&e.currency, out);
+    out.push(b'"');
     if let Some(o) = &e.order_id {
-        out.extend_from_slice(b",\"order_id\":");
-        write_str(o, out);
+        out.extend_from_slice(b",\"order_id\":\"");
+        write_escaped(o, out);
+        out.push(b'"');
     }
     if !e.click_ids.is_empty() {
-        out.extend_from_slice(b",\"click_ids\":");
-        write_id_list(
-            e.click_ids.iter().map(|c| (c.id.as_str(), c.name.as_str())),
-            out,
-        );
+        out.extend_from_slice(b",\"click_ids\":[");
+        for (i, c) in e.click_ids.iter().enumerate() {
+            out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
+            write_escaped(&c.id, out);
+            out.extend_from_slice(click_id_name_tail(c.name));
+        }
+        out.push(b']');
     }
     if let Some(ip) = &e.client_ip_address {
-        out.extend_from_slice(b",\"client_ip_address\":");
-        write_str(ip, out);
-    }
-    out.push(b'}');
-}
-
-fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"browser_name\":");
-    write_str(&ua.browser_name, out);
-    out.extend_from_slice(b",\"browser_version\":");
-    write_str(&ua.browser_version, out);
-    out.extend_from_slice(b",\"os_name\":");
-    write_str(&ua.os_name, out);
-    out.extend_from_slice(b",\"os_version\":");
-    write_str(&ua.os_version, out);
-    out.extend_from_slice(b",\"device_type\":");
-    out.extend_from_slice(match ua.device_type {
-        DeviceType::Desktop => b"\"desktop\"",
-        DeviceType::Mobile => b"\"mobile\"",
-        DeviceType::Tablet => b"\"tablet\"",
-        DeviceType::Bot => b"\"bot\"",
-        DeviceType::Unknown => b"\"unknown\"",
-    });
-    out.extend_from_slice(if ua.is_bot {
-        b",\"is_bot\":true"
+        out.extend_from_slice(b",\"client_ip_address\":\"");
+        write_escaped(ip, out);
+        out.extend_from_slice(b"\"}");
     } else {
-        b",\"is_bot\":false"
-    });
-    out.extend_from_slice(b",\"raw\":");
-    write_str(&ua.raw, out);
-    out.push(b'}');
-}
-
-/// `[{"id":…,"name":…},…]`: the shape of both `ids` and `click_ids`.
-fn write_id_list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
-    out.push(b'[');
-    for (i, (id, name)) in items.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"id\":");
-        write_str(id, out);
-        out.extend_from_slice(b",\"name\":");
-        write_str(name, out);
         out.push(b'}');
     }
-    out.push(b']');
+}
+
+/// `","name":"…"}`: the end of an `ids` entry, after its id.
+fn id_name_tail(name: IdName) -> &'static [u8] {
+    match name {
+        IdName::Guid => b"\",\"name\":\"Guid\"}",
+        IdName::HashedEmail => b"\",\"name\":\"HashedEmail\"}",
+        IdName::Phone => b"\",\"name\":\"Phone\"}",
+        IdName::HashedPhone => b"\",\"name\":\"HashedPhone\"}",
+        IdName::FirstPartyId => b"\",\"name\":\"FirstPartyId\"}",
+    }
+}
+
+/// `","name":"…"}`: the end of a `click_ids` entry, after its id.
+fn click_id_name_tail(name: ClickIdName) -> &'static [u8] {
+    match name {
+        ClickIdName::Fbclid => b"\",\"name\":\"fbclid\"}",
+        ClickIdName::Gclid => b"\",\"name\":\"gclid\"}",
+        ClickIdName::Ttclid => b"\",\"name\":\"ttclid\"}",
+        ClickIdName::ScCid => b"\",\"name\":\"ScCid\"}",
+        ClickIdName::Epik => b"\",\"name\":\"epik\"}",
+        ClickIdName::RdtCid => b"\",\"name\":\"rdt_cid\"}",
+    }
+}
+
+/// `,"user_agent":{…}`.
+fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"user_agent\":{\"browser_name\":\"");
+    write_escaped(&ua.browser_name, out);
+    out.extend_from_slice(b"\",\"browser_version\":\"");
+    write_escaped(&ua.browser_version, out);
+    out.extend_from_slice(b"\",\"os_name\":\"");
+    write_escaped(&ua.os_name, out);
+    out.extend_from_slice(b"\",\"os_version\":\"");
+    write_escaped(&ua.os_version, out);
+    out.extend_from_slice(match (ua.device_type, ua.is_bot) {
+        (DeviceType::Desktop, false) => {
+            b"\",\"device_type\":\"desktop\",\"is_bot\":false,\"raw\":\""
+        }
+        (DeviceType::Mobile, false) => b"\",\"device_type\":\"mobile\",\"is_bot\":false,\"raw\":\"",
+        (DeviceType::Tablet, false) => b"\",\"device_type\":\"tablet\",\"is_bot\":false,\"raw\":\"",
+        (DeviceType::Bot, false) => b"\",\"device_type\":\"bot\",\"is_bot\":false,\"raw\":\"",
+        (DeviceType::Unknown, false) => {
+            b"\",\"device_type\":\"unknown\",\"is_bot\":false,\"raw\":\""
+        }
+        (DeviceType::Desktop, true) => b"\",\"device_type\":\"desktop\",\"is_bot\":true,\"raw\":\"",
+        (DeviceType::Mobile, true) => b"\",\"device_type\":\"mobile\",\"is_bot\":true,\"raw\":\"",
+        (DeviceType::Tablet, true) => b"\",\"device_type\":\"tablet\",\"is_bot\":true,\"raw\":\"",
+        (DeviceType::Bot, true) => b"\",\"device_type\":\"bot\",\"is_bot\":true,\"raw\":\"",
+        (DeviceType::Unknown, true) => b"\",\"device_type\":\"unknown\",\"is_bot\":true,\"raw\":\"",
+    });
+    write_escaped(&ua.raw, out);
+    out.extend_from_slice(b"\"}");
 }
 
 /// Decimal, as serde_json (itoa) writes a u64.
@@ -201,15 +224,37 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// A JSON string with serde_json's escaping: `"` and `\` and control characters only; all
+/// A JSON string with serde_json's escaping: `"` and `\\` and control characters only; all
 /// else (including non-ASCII and DEL) as is.
+#[cfg(test)]
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut run = 0;
-    let mut i = plain_until(bytes, 0);
+    write_escaped(s, out);
+    out.push(b'"');
+}
+
+/// The inside of [`write_str`]: `s` with serde_json's escaping, without the quotes. A
+/// string with nothing to escape (the common case) is one scan and one copy.
+// Inlined in native builds (the scan runs in the caller, no call per string); the filter's
+// .wasm keeps one copy.
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
+fn write_escaped(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    let first = plain_until(bytes, 0);
+    match bytes.get(..first) {
+        Some(plain) if first < bytes.len() => {
+            out.extend_from_slice(plain);
+            write_escapes_from(bytes, first, out);
+        }
+        _ => out.extend_from_slice(bytes),
+    }
+}
+
+/// The rest of [`write_escaped`] from `i`, the first byte that needs an escape.
+#[inline(never)]
+fn write_escapes_from(bytes: &[u8], mut i: usize, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut run = i;
     while let Some(&b) = bytes.get(i) {
         out.extend_from_slice(bytes.get(run..i).unwrap_or(&[]));
         let esc = ESCAPE[usize::from(b)];
@@ -229,7 +274,6 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
         i = plain_until(bytes, run);
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or(&[]));
-    out.push(b'"');
 }
 
 /// The index of the first byte at or after `i` that must be escaped (`"`, `\`, a control
@@ -430,6 +474,67 @@ mod tests {
             };
             prop_assert_eq!(&out[..6], b"prefix");
             prop_assert_eq!(&out[6..], want.as_slice());
+        }
+    }
+
+    /// Every fixed literal (id names, click-id names, device types with is_bot) against
+    /// serde_json, not only the ones the proptests happen to pick.
+    #[test]
+    fn every_name_and_device_is_serde_json() {
+        let names = [
+            IdName::Guid,
+            IdName::HashedEmail,
+            IdName::Phone,
+            IdName::HashedPhone,
+            IdName::FirstPartyId,
+        ];
+        let devices = [
+            DeviceType::Desktop,
+            DeviceType::Mobile,
+            DeviceType::Tablet,
+            DeviceType::Bot,
+            DeviceType::Unknown,
+        ];
+        for (k, name) in names.into_iter().enumerate() {
+            let click = ClickIdName::ALL[k % ClickIdName::ALL.len()];
+            let device = devices[k];
+            for is_bot in [false, true] {
+                let e = ConversionEvent {
+                    advertiser_id: 7,
+                    data_source_key: "k".into(),
+                    conversion_type: ConversionType::Purchase,
+                    event_id: "e".into(),
+                    ids: vec![Identifier {
+                        id: "a\"b".into(),
+                        name,
+                    }],
+                    user_agent: Some(UserAgent {
+                        browser_name: "b".into(),
+                        browser_version: String::new(),
+                        os_name: "o".into(),
+                        os_version: "1".into(),
+                        device_type: device,
+                        is_bot,
+                        raw: "r\n".into(),
+                    }),
+                    timestamp: Timestamp(0),
+                    value: None,
+                    currency: "EUR".into(),
+                    order_id: None,
+                    click_ids: ClickIdName::ALL
+                        .iter()
+                        .chain([&click])
+                        .map(|&name| ClickId {
+                            id: "c".into(),
+                            name,
+                        })
+                        .collect(),
+                    client_ip_address: None,
+                };
+                let mut out = Vec::new();
+                write_event(&e, &mut out);
+                assert_eq!(out, serde_json::to_vec(&e).unwrap());
+            }
         }
     }
 
