@@ -147,21 +147,17 @@ fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
     write_escaped(&ua.os_name, out);
     out.extend_from_slice(b"\",\"os_version\":\"");
     write_escaped(&ua.os_version, out);
-    out.extend_from_slice(match (ua.device_type, ua.is_bot) {
-        (DeviceType::Desktop, false) => {
-            b"\",\"device_type\":\"desktop\",\"is_bot\":false,\"raw\":\""
-        }
-        (DeviceType::Mobile, false) => b"\",\"device_type\":\"mobile\",\"is_bot\":false,\"raw\":\"",
-        (DeviceType::Tablet, false) => b"\",\"device_type\":\"tablet\",\"is_bot\":false,\"raw\":\"",
-        (DeviceType::Bot, false) => b"\",\"device_type\":\"bot\",\"is_bot\":false,\"raw\":\"",
-        (DeviceType::Unknown, false) => {
-            b"\",\"device_type\":\"unknown\",\"is_bot\":false,\"raw\":\""
-        }
-        (DeviceType::Desktop, true) => b"\",\"device_type\":\"desktop\",\"is_bot\":true,\"raw\":\"",
-        (DeviceType::Mobile, true) => b"\",\"device_type\":\"mobile\",\"is_bot\":true,\"raw\":\"",
-        (DeviceType::Tablet, true) => b"\",\"device_type\":\"tablet\",\"is_bot\":true,\"raw\":\"",
-        (DeviceType::Bot, true) => b"\",\"device_type\":\"bot\",\"is_bot\":true,\"raw\":\"",
-        (DeviceType::Unknown, true) => b"\",\"device_type\":\"unknown\",\"is_bot\":true,\"raw\":\"",
+    out.extend_from_slice(match ua.device_type {
+        DeviceType::Desktop => b"\",\"device_type\":\"desktop\"",
+        DeviceType::Mobile => b"\",\"device_type\":\"mobile\"",
+        DeviceType::Tablet => b"\",\"device_type\":\"tablet\"",
+        DeviceType::Bot => b"\",\"device_type\":\"bot\"",
+        DeviceType::Unknown => b"\",\"device_type\":\"unknown\"",
+    });
+    out.extend_from_slice(if ua.is_bot {
+        b",\"is_bot\":true,\"raw\":\""
+    } else {
+        b",\"is_bot\":false,\"raw\":\""
     });
     write_escaped(&ua.raw, out);
     out.extend_from_slice(b"\"}");

@@ -363,7 +363,7 @@ fn word_at(rest: &[u8]) -> u64 {
     u64::from_le_bytes(arr)
 }
 
-/// Whether `rest` continues `token` (longer than eight bytes, the first eight already
+/// Whether `rest` continues `token` (at least eight bytes long, the first eight already
 /// matched) exactly.
 fn long_tail_exact(rest: &[u8], token: &str) -> bool {
     match (rest.get(8..), token.as_bytes().get(8..)) {
@@ -380,60 +380,68 @@ fn long_tail_ci(rest: &[u8], token: &str) -> bool {
     }
 }
 
-/// A token's first (up to) eight bytes as a u64 pattern: `matches(w)` is true when the
-/// little-endian word `w` read where a token may start begins with them, exactly or, for
-/// the case-insensitive tokens, in any ASCII case (`fold` sets bit 5 of each letter byte:
-/// `b | 0x20` equals a lower-case ASCII letter exactly when `b` is that letter in either
-/// case). `short` when the token is at most eight bytes long, so that `matches` is all.
+/// A token's first (up to) eight bytes as a u64 pattern: `word` holds them (lower-cased
+/// for the case-insensitive tokens), `mask` their bytes. A token longer than seven bytes
+/// (full mask) also has its tail compared after the word.
+#[derive(Clone, Copy)]
 struct Prefix {
     word: u64,
     mask: u64,
-    fold: u64,
-    short: bool,
 }
 
 impl Prefix {
+    /// Whether the little-endian word `w` read where a token may start begins with the
+    /// token's first bytes; `fold` (see [`ci_folds`]) ORs 0x20 into its letter bytes first:
+    /// `b | 0x20` equals a lower-case ASCII letter exactly when `b` is that letter in either
+    /// case. Exact tokens pass 0.
     #[inline(always)]
-    fn matches(&self, w: u64) -> bool {
-        (w | self.fold) & self.mask == self.word
+    fn matches(self, w: u64, fold: u64) -> bool {
+        (w | fold) & self.mask == self.word
+    }
+
+    /// Whether the token may be longer than the word (then its tail is compared too).
+    #[inline(always)]
+    fn long(self) -> bool {
+        self.mask == u64::MAX
     }
 }
 
-/// The [`Prefix`] of `token`, lower-cased and folded when `fold_case`. Compile time only.
+/// The [`Prefix`] of `token`, lower-cased when `fold_case`. Compile time only.
 const fn prefix(token: &str, fold_case: bool) -> Prefix {
     let t = token.as_bytes();
-    let (mut word, mut mask, mut fold) = (0u64, 0u64, 0u64);
+    let (mut word, mut mask) = (0u64, 0u64);
     let mut j = 0;
     while j < 8 && j < t.len() {
         let mut b = t[j];
         // Zero bytes pad the word read near the end of a User-Agent.
         assert!(b != 0);
-        if fold_case && b.is_ascii_alphabetic() {
+        if fold_case {
             b = b.to_ascii_lowercase();
-            fold |= 0x20 << (8 * j);
         }
         word |= (b as u64) << (8 * j);
         mask |= 0xff << (8 * j);
         j += 1;
     }
-    Prefix {
-        word,
-        mask,
-        fold,
-        short: t.len() <= 8,
+    Prefix { word, mask }
+}
+
+/// The bits that fold the ASCII letters among the first eight bytes of `token`.
+const fn fold_bits(token: &str) -> u64 {
+    let t = token.as_bytes();
+    let mut fold = 0u64;
+    let mut j = 0;
+    while j < 8 && j < t.len() {
+        if t[j].is_ascii_alphabetic() {
+            fold |= 0x20 << (8 * j);
+        }
+        j += 1;
     }
+    fold
 }
 
 /// The [`Prefix`] of each of [`TOKENS`]. Compile time only.
 const fn token_prefixes() -> [Prefix; TOKENS.len()] {
-    let mut out = [const {
-        Prefix {
-            word: 0,
-            mask: 0,
-            fold: 0,
-            short: true,
-        }
-    }; TOKENS.len()];
+    let mut out = [Prefix { word: 0, mask: 0 }; TOKENS.len()];
     let mut k = 0;
     while k < TOKENS.len() {
         out[k] = prefix(TOKENS[k], false);
@@ -442,17 +450,10 @@ const fn token_prefixes() -> [Prefix; TOKENS.len()] {
     out
 }
 
-/// The folded [`Prefix`] of each case-insensitive token (see [`ci_token`]). Compile time
-/// only.
+/// The lower-cased [`Prefix`] of each case-insensitive token (see [`ci_token`]). Compile
+/// time only.
 const fn ci_token_prefixes() -> [Prefix; CI_TOKEN_COUNT] {
-    let mut out = [const {
-        Prefix {
-            word: 0,
-            mask: 0,
-            fold: 0,
-            short: true,
-        }
-    }; CI_TOKEN_COUNT];
+    let mut out = [Prefix { word: 0, mask: 0 }; CI_TOKEN_COUNT];
     let mut k = 0;
     while k < KNOWN_BOTS.len() {
         out[k] = prefix(KNOWN_BOTS[k].0, true);
@@ -466,8 +467,25 @@ const fn ci_token_prefixes() -> [Prefix; CI_TOKEN_COUNT] {
     out
 }
 
+/// The [`fold_bits`] of each case-insensitive token. Compile time only.
+const fn ci_folds() -> [u64; CI_TOKEN_COUNT] {
+    let mut out = [0u64; CI_TOKEN_COUNT];
+    let mut k = 0;
+    while k < KNOWN_BOTS.len() {
+        out[k] = fold_bits(KNOWN_BOTS[k].0);
+        k += 1;
+    }
+    let mut j = 0;
+    while j < BOT_WORDS.len() {
+        out[KNOWN_BOTS.len() + j] = fold_bits(BOT_WORDS[j]);
+        j += 1;
+    }
+    out
+}
+
 static TOKEN_PREFIXES: [Prefix; TOKENS.len()] = token_prefixes();
 static CI_TOKEN_PREFIXES: [Prefix; CI_TOKEN_COUNT] = ci_token_prefixes();
+static CI_FOLDS: [u64; CI_TOKEN_COUNT] = ci_folds();
 
 impl<'a> Scan<'a> {
     /// Scans `ua`, which must be at most [`MAX_USER_AGENT_LEN`] bytes (offsets fit a u16).
@@ -527,9 +545,9 @@ impl<'a> Scan<'a> {
         while pending != 0 {
             let k = pending.trailing_zeros() as usize;
             pending &= pending - 1;
-            if let Some(p) = TOKEN_PREFIXES.get(k)
-                && p.matches(w)
-                && (p.short || TOKENS.get(k).is_some_and(|t| long_tail_exact(rest, t)))
+            if let Some(&p) = TOKEN_PREFIXES.get(k)
+                && p.matches(w, 0)
+                && (!p.long() || TOKENS.get(k).is_some_and(|t| long_tail_exact(rest, t)))
                 && let Some(slot) = self.at.get_mut(k)
             {
                 *slot = offset;
@@ -539,9 +557,9 @@ impl<'a> Scan<'a> {
         while ci_pending != 0 {
             let k = ci_pending.trailing_zeros() as usize;
             ci_pending &= ci_pending - 1;
-            if let Some(p) = CI_TOKEN_PREFIXES.get(k)
-                && p.matches(w)
-                && (p.short || ci_token(k).is_some_and(|t| long_tail_ci(rest, t)))
+            if let Some(&p) = CI_TOKEN_PREFIXES.get(k)
+                && p.matches(w, CI_FOLDS.get(k).copied().unwrap_or(0))
+                && (!p.long() || ci_token(k).is_some_and(|t| long_tail_ci(rest, t)))
                 && let Some(slot) = self.ci_at.get_mut(k)
             {
                 *slot = offset;
