@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{cookies, query_value};
+use crate::normalize::find_byte;
 
 /// The click-id parameters of the platforms we know, spelled as on their landing URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -139,7 +140,7 @@ pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) 
 /// first entry, the original client, is taken).
 pub fn normalize_ip(raw: &str) -> Option<String> {
     // ',', '[', ']' and ':' are ASCII: cutting at them keeps char boundaries.
-    let first = match raw.bytes().position(|b| b == b',') {
+    let first = match find_byte(raw.as_bytes(), b',') {
         Some(comma) => raw.get(..comma)?,
         None => raw,
     };
@@ -150,9 +151,16 @@ pub fn normalize_ip(raw: &str) -> Option<String> {
     let bare = if let Some(rest) = first.strip_prefix('[') {
         rest.get(..rest.bytes().position(|b| b == b']')?)?
     } else {
-        let mut colons = first.bytes().enumerate().filter(|&(_, b)| b == b':');
-        match (colons.next(), colons.next()) {
-            (Some((colon, _)), None) => first.get(..colon)?,
+        // One colon: `ip:port`; none or several: the address as it is.
+        let b = first.as_bytes();
+        match find_byte(b, b':') {
+            Some(colon)
+                if b.get(colon + 1..)
+                    .and_then(|r| find_byte(r, b':'))
+                    .is_none() =>
+            {
+                first.get(..colon)?
+            }
             _ => first,
         }
     };
@@ -164,10 +172,10 @@ pub fn normalize_ip(raw: &str) -> Option<String> {
 fn ip_text(bare: &str) -> Option<String> {
     let b = bare.as_bytes();
     let mut at = 0;
-    if let Some(v4) = read_ipv4(b, &mut at)
-        && at == b.len()
-    {
-        return Some(ipv4_text(v4));
+    // A whole dotted quad as read_ipv4 takes it (decimal octets up to 255, no leading
+    // zeros) is already the text Display writes: the input, copied.
+    if read_ipv4(b, &mut at).is_some() && at == b.len() {
+        return Some(String::from(bare));
     }
     parse_ipv6(b).map(ipv6_text)
 }
@@ -541,6 +549,14 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Dotted quads of any octet text (leading zeros, over 255, too many digits):
+        /// the input as it is exactly when std parses it, and then std's Display.
+        #[test]
+        fn ipv4_text_is_cores(octets in proptest::array::uniform4("(0|00|0[0-9]{1,2}|[0-9]{1,4}|25[0-9]|2[0-9][0-9])"), tail in "(|[.:x ]|[.][0-9])") {
+            let s = alloc::format!("{}.{}.{}.{}{}", octets[0], octets[1], octets[2], octets[3], tail);
+            proptest::prop_assert_eq!(ip_text(&s), std_ip(&s), "{:?}", s);
+        }
+
         #[test]
         fn ip_parser_is_cores_on_any_text(s in "[0-9a-fA-F:.x]{0,40}") {
             proptest::prop_assert_eq!(ip_text(&s), std_ip(&s), "{:?}", s);
