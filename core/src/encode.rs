@@ -202,22 +202,14 @@ pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     buf.get(i..).unwrap_or(&[])
 }
 
-/// A float exactly as serde_json writes it: `null` when not finite, else serde_json's own
-/// shortest round-trip text (its `Number` display, the formatter its serializer uses).
+/// A float exactly as serde_json writes it: `null` when not finite, else the shortest
+/// round-trip text of zmij, the formatter serde_json's serializer and `Number`'s display
+/// call (`format_finite`), here without the fmt machinery around it.
 fn write_f64(v: f64, out: &mut Vec<u8>) {
-    struct Bytes<'a>(&'a mut Vec<u8>);
-    impl core::fmt::Write for Bytes<'_> {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            self.0.extend_from_slice(s.as_bytes());
-            Ok(())
-        }
-    }
-    match serde_json::Number::from_f64(v) {
-        // Writing into a Vec cannot fail.
-        Some(n) => {
-            let _ = core::fmt::Write::write_fmt(&mut Bytes(out), format_args!("{n}"));
-        }
-        None => out.extend_from_slice(b"null"),
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
     }
 }
 
