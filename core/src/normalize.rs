@@ -266,8 +266,10 @@ pub fn hash_email(raw: &str) -> Result<String, IdError> {
         // are checked and hashed as they are.
         let mut buf = [0u8; MAX_EMAIL_LEN];
         let lower = buf.get_mut(..t.len()).ok_or(IdError::TooLong)?;
-        lower.copy_from_slice(t.as_bytes());
-        lower.make_ascii_lowercase();
+        // Copied and lower-cased in one pass.
+        for (l, &c) in lower.iter_mut().zip(t.as_bytes()) {
+            *l = c.to_ascii_lowercase();
+        }
         check_email_bytes(lower)?;
         return Ok(sha256_hex(lower));
     }
