@@ -168,15 +168,17 @@ fn write_u64(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(decimal(n, &mut [0u8; 20]));
 }
 
+/// The hundred two-digit pairs "00" to "99", in order.
+pub(crate) const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 /// `n` in decimal, written into the end of `buf` (20 digits hold any u64): two digits per
 /// division from a table of the hundred pairs, as itoa (serde_json's) does.
 pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    const PAIRS: &[u8; 200] = b"\
-        0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839\
-        4041424344454647484950515253545556575859\
-        6061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
     let mut i = buf.len();
     while n >= 100 {
         let r = (n % 100) as usize;

@@ -115,7 +115,14 @@ fn iso8601_since_1970(t: u64) -> [u8; 24] {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u32::from(m <= 2);
-    let two = |v: u32| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    // v < 100: its pair of digits from the table.
+    let two = |v: u32| {
+        let i = 2 * v as usize;
+        match crate::encode::PAIRS.get(i..i + 2) {
+            Some(&[a, b]) => [a, b],
+            _ => [b'0', b'0'],
+        }
+    };
     let [y0, y1] = two(year / 100);
     let [y2, y3] = two(year % 100);
     let [mo0, mo1] = two(m);
