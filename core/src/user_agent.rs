@@ -363,7 +363,7 @@ fn word_at(rest: &[u8]) -> u64 {
     u64::from_le_bytes(arr)
 }
 
-/// Whether `rest` continues `token` (at least eight bytes long, the first eight already
+/// Whether `rest` continues `token` (longer than eight bytes, the first eight already
 /// matched) exactly.
 fn long_tail_exact(rest: &[u8], token: &str) -> bool {
     match (rest.get(8..), token.as_bytes().get(8..)) {
@@ -380,36 +380,31 @@ fn long_tail_ci(rest: &[u8], token: &str) -> bool {
     }
 }
 
-/// A token's first (up to) eight bytes as a u64 pattern: `word` holds them (lower-cased
-/// for the case-insensitive tokens), `mask` their bytes. A token longer than seven bytes
-/// (full mask) also has its tail compared after the word.
-#[derive(Clone, Copy)]
-struct Prefix {
-    word: u64,
-    mask: u64,
+/// A token's first (up to) eight bytes as a little-endian u64 (lower-cased for the
+/// case-insensitive tokens), compared with the word read where a token may start under the
+/// mask of the token's length ([`prefix_mask`]); `fold` (see [`ci_folds`]) ORs 0x20 into
+/// the word's letter bytes first: `b | 0x20` equals a lower-case ASCII letter exactly when
+/// `b` is that letter in either case. Exact tokens pass 0. Tokens longer than eight bytes
+/// then compare their tail.
+#[inline(always)]
+fn prefix_matches(w: u64, fold: u64, word: u64, len: usize) -> bool {
+    (w | fold) & prefix_mask(len) == word
 }
 
-impl Prefix {
-    /// Whether the little-endian word `w` read where a token may start begins with the
-    /// token's first bytes; `fold` (see [`ci_folds`]) ORs 0x20 into its letter bytes first:
-    /// `b | 0x20` equals a lower-case ASCII letter exactly when `b` is that letter in either
-    /// case. Exact tokens pass 0.
-    #[inline(always)]
-    fn matches(self, w: u64, fold: u64) -> bool {
-        (w | fold) & self.mask == self.word
-    }
-
-    /// Whether the token may be longer than the word (then its tail is compared too).
-    #[inline(always)]
-    fn long(self) -> bool {
-        self.mask == u64::MAX
+/// The bytes of a word that a token of `len` bytes covers.
+#[inline(always)]
+fn prefix_mask(len: usize) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * len)) - 1
     }
 }
 
-/// The [`Prefix`] of `token`, lower-cased when `fold_case`. Compile time only.
-const fn prefix(token: &str, fold_case: bool) -> Prefix {
+/// The prefix word of `token`, lower-cased when `fold_case`. Compile time only.
+const fn prefix(token: &str, fold_case: bool) -> u64 {
     let t = token.as_bytes();
-    let (mut word, mut mask) = (0u64, 0u64);
+    let mut word = 0u64;
     let mut j = 0;
     while j < 8 && j < t.len() {
         let mut b = t[j];
@@ -419,10 +414,9 @@ const fn prefix(token: &str, fold_case: bool) -> Prefix {
             b = b.to_ascii_lowercase();
         }
         word |= (b as u64) << (8 * j);
-        mask |= 0xff << (8 * j);
         j += 1;
     }
-    Prefix { word, mask }
+    word
 }
 
 /// The bits that fold the ASCII letters among the first eight bytes of `token`.
@@ -439,9 +433,9 @@ const fn fold_bits(token: &str) -> u64 {
     fold
 }
 
-/// The [`Prefix`] of each of [`TOKENS`]. Compile time only.
-const fn token_prefixes() -> [Prefix; TOKENS.len()] {
-    let mut out = [Prefix { word: 0, mask: 0 }; TOKENS.len()];
+/// The prefix word of each of [`TOKENS`]. Compile time only.
+const fn token_prefixes() -> [u64; TOKENS.len()] {
+    let mut out = [0u64; TOKENS.len()];
     let mut k = 0;
     while k < TOKENS.len() {
         out[k] = prefix(TOKENS[k], false);
@@ -450,10 +444,10 @@ const fn token_prefixes() -> [Prefix; TOKENS.len()] {
     out
 }
 
-/// The lower-cased [`Prefix`] of each case-insensitive token (see [`ci_token`]). Compile
+/// The lower-cased prefix word of each case-insensitive token (see [`ci_token`]). Compile
 /// time only.
-const fn ci_token_prefixes() -> [Prefix; CI_TOKEN_COUNT] {
-    let mut out = [Prefix { word: 0, mask: 0 }; CI_TOKEN_COUNT];
+const fn ci_token_prefixes() -> [u64; CI_TOKEN_COUNT] {
+    let mut out = [0u64; CI_TOKEN_COUNT];
     let mut k = 0;
     while k < KNOWN_BOTS.len() {
         out[k] = prefix(KNOWN_BOTS[k].0, true);
@@ -483,9 +477,26 @@ const fn ci_folds() -> [u64; CI_TOKEN_COUNT] {
     out
 }
 
-static TOKEN_PREFIXES: [Prefix; TOKENS.len()] = token_prefixes();
-static CI_TOKEN_PREFIXES: [Prefix; CI_TOKEN_COUNT] = ci_token_prefixes();
+/// The length of each case-insensitive token. Compile time only.
+const fn ci_lens() -> [u8; CI_TOKEN_COUNT] {
+    let mut out = [0u8; CI_TOKEN_COUNT];
+    let mut k = 0;
+    while k < KNOWN_BOTS.len() {
+        out[k] = KNOWN_BOTS[k].0.len() as u8;
+        k += 1;
+    }
+    let mut j = 0;
+    while j < BOT_WORDS.len() {
+        out[KNOWN_BOTS.len() + j] = BOT_WORDS[j].len() as u8;
+        j += 1;
+    }
+    out
+}
+
+static TOKEN_PREFIXES: [u64; TOKENS.len()] = token_prefixes();
+static CI_TOKEN_PREFIXES: [u64; CI_TOKEN_COUNT] = ci_token_prefixes();
 static CI_FOLDS: [u64; CI_TOKEN_COUNT] = ci_folds();
+static CI_LENS: [u8; CI_TOKEN_COUNT] = ci_lens();
 
 impl<'a> Scan<'a> {
     /// Scans `ua`, which must be at most [`MAX_USER_AGENT_LEN`] bytes (offsets fit a u16).
@@ -526,7 +537,8 @@ impl<'a> Scan<'a> {
 
     /// Records the tokens that start at `i`, where a pair of [`PAIRS`] starts (rare: out of
     /// the scanning loop). Each candidate's first eight bytes are compared in one masked
-    /// u64 compare (see [`Prefix`]); only longer tokens compare the rest byte by byte.
+    /// u64 compare (see [`prefix_matches`]); only longer tokens compare the rest byte by
+    /// byte.
     #[inline(never)]
     fn token_at(&mut self, bytes: &[u8], i: usize) {
         let Some(&[b0, b1]) = bytes.get(i..i + 2) else {
@@ -545,9 +557,9 @@ impl<'a> Scan<'a> {
         while pending != 0 {
             let k = pending.trailing_zeros() as usize;
             pending &= pending - 1;
-            if let Some(&p) = TOKEN_PREFIXES.get(k)
-                && p.matches(w, 0)
-                && (!p.long() || TOKENS.get(k).is_some_and(|t| long_tail_exact(rest, t)))
+            if let (Some(&word), Some(token)) = (TOKEN_PREFIXES.get(k), TOKENS.get(k))
+                && prefix_matches(w, 0, word, token.len())
+                && (token.len() <= 8 || long_tail_exact(rest, token))
                 && let Some(slot) = self.at.get_mut(k)
             {
                 *slot = offset;
@@ -557,9 +569,10 @@ impl<'a> Scan<'a> {
         while ci_pending != 0 {
             let k = ci_pending.trailing_zeros() as usize;
             ci_pending &= ci_pending - 1;
-            if let Some(&p) = CI_TOKEN_PREFIXES.get(k)
-                && p.matches(w, CI_FOLDS.get(k).copied().unwrap_or(0))
-                && (!p.long() || ci_token(k).is_some_and(|t| long_tail_ci(rest, t)))
+            if let (Some(&word), Some(&fold), Some(&len)) =
+                (CI_TOKEN_PREFIXES.get(k), CI_FOLDS.get(k), CI_LENS.get(k))
+                && prefix_matches(w, fold, word, usize::from(len))
+                && (len <= 8 || ci_token(k).is_some_and(|t| long_tail_ci(rest, t)))
                 && let Some(slot) = self.ci_at.get_mut(k)
             {
                 *slot = offset;
