@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{cookies, query_value};
+use crate::normalize::find_byte;
 
 /// The click-id parameters of the platforms we know, spelled as on their landing URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,7 +101,7 @@ pub fn clean_click_id(v: &str) -> Option<&str> {
 
 /// Click ids on a landing URL (`path` with its query string).
 pub fn click_ids_in_query(path_and_query: &str) -> Vec<ClickId> {
-    if !path_and_query.contains('?') {
+    if find_byte(path_and_query.as_bytes(), b'?').is_none() {
         return Vec::new();
     }
     ClickIdName::ALL
@@ -119,7 +120,15 @@ pub fn click_ids_in_query(path_and_query: &str) -> Vec<ClickId> {
 /// the first-party cookies an adapter set on an earlier landing.
 pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) -> Vec<ClickId> {
     let fresh = click_ids_in_query(path_and_query);
-    let jar = cookies(headers, ClickIdName::ALL.map(ClickIdName::cookie_name));
+    // Most requests carry no click-id cookie: their cookie headers are not parsed.
+    let jar = if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("cookie") && may_hold_click_id_cookie(v))
+    {
+        cookies(headers, ClickIdName::ALL.map(ClickIdName::cookie_name))
+    } else {
+        [None; ClickIdName::ALL.len()]
+    };
     ClickIdName::ALL
         .iter()
         .zip(jar)
@@ -134,12 +143,36 @@ pub fn click_ids_of_request(headers: &[(String, String)], path_and_query: &str) 
         .collect()
 }
 
+/// The two bytes after `capi_` in each click-id cookie name ([`ClickIdName::cookie_name`];
+/// a test holds the two lists together).
+const COOKIE_NAME_MARKS: [&[u8; 2]; 6] = [b"fb", b"gc", b"tt", b"sc", b"ep", b"rd"];
+
+/// Whether a cookie header may hold a click-id cookie: each of their names holds `capi_`
+/// and then one of [`COOKIE_NAME_MARKS`], so a header without any such text holds none of
+/// them (the cookie names are matched exactly). Found from each `_`, eight bytes at a time.
+fn may_hold_click_id_cookie(header: &str) -> bool {
+    let b = header.as_bytes();
+    let mut from = 0;
+    while let Some(p) = b.get(from..).and_then(|rest| find_byte(rest, b'_')) {
+        let at = from + p;
+        if at >= 4
+            && b.get(at - 4..at) == Some(b"capi".as_slice())
+            && b.get(at + 1..at + 3)
+                .is_some_and(|m| COOKIE_NAME_MARKS.iter().any(|c| c.as_slice() == m))
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// The canonical text of an IPv4 or IPv6 address. Accepts what adapters and headers carry:
 /// a bare address, `ip:port`, `[v6]:port`, or a comma-separated `X-Forwarded-For` list (the
 /// first entry, the original client, is taken).
 pub fn normalize_ip(raw: &str) -> Option<String> {
     // ',', '[', ']' and ':' are ASCII: cutting at them keeps char boundaries.
-    let first = match raw.bytes().position(|b| b == b',') {
+    let first = match find_byte(raw.as_bytes(), b',') {
         Some(comma) => raw.get(..comma)?,
         None => raw,
     };
@@ -150,9 +183,16 @@ pub fn normalize_ip(raw: &str) -> Option<String> {
     let bare = if let Some(rest) = first.strip_prefix('[') {
         rest.get(..rest.bytes().position(|b| b == b']')?)?
     } else {
-        let mut colons = first.bytes().enumerate().filter(|&(_, b)| b == b':');
-        match (colons.next(), colons.next()) {
-            (Some((colon, _)), None) => first.get(..colon)?,
+        // One colon: `ip:port`; none or several: the address as it is.
+        let b = first.as_bytes();
+        match find_byte(b, b':') {
+            Some(colon)
+                if b.get(colon + 1..)
+                    .and_then(|r| find_byte(r, b':'))
+                    .is_none() =>
+            {
+                first.get(..colon)?
+            }
             _ => first,
         }
     };
@@ -164,10 +204,10 @@ pub fn normalize_ip(raw: &str) -> Option<String> {
 fn ip_text(bare: &str) -> Option<String> {
     let b = bare.as_bytes();
     let mut at = 0;
-    if let Some(v4) = read_ipv4(b, &mut at)
-        && at == b.len()
-    {
-        return Some(ipv4_text(v4));
+    // A whole dotted quad as read_ipv4 takes it (decimal octets up to 255, no leading
+    // zeros) is already the text Display writes: the input, copied.
+    if read_ipv4(b, &mut at).is_some() && at == b.len() {
+        return Some(String::from(bare));
     }
     parse_ipv6(b).map(ipv6_text)
 }
@@ -540,7 +580,71 @@ mod tests {
         }
     }
 
+    /// Every click-id cookie name is `capi_` and one of the marks the pre-check looks for.
+    #[test]
+    fn cookie_names_carry_the_marks() {
+        for name in ClickIdName::ALL {
+            let n = name.cookie_name().as_bytes();
+            assert_eq!(&n[..5], b"capi_", "{}", name.cookie_name());
+            assert!(
+                COOKIE_NAME_MARKS.iter().any(|m| &n[5..7] == m.as_slice()),
+                "{}",
+                name.cookie_name()
+            );
+        }
+    }
+
+    use proptest::strategy::Strategy;
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// With the pre-check, the click ids are what parsing every cookie header gave.
+        #[test]
+        fn click_ids_are_the_full_parse(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(ClickIdName::ALL.to_vec())
+                        .prop_map(|n| alloc::format!("{}=", n.cookie_name())),
+                    proptest::sample::select(alloc::vec![
+                        "capi_guid=", "capi_g", "capi_", "capi", "_", "xcapi_fbclid=", "capi_fbclid ",
+                        " capi_gclid = ", "CAPI_GCLID=", "capi_rdt_cid", "; ", ";", "=", "\"",
+                    ])
+                    .prop_map(String::from),
+                    "[a-zA-Z0-9_.=; -]{0,12}",
+                ],
+                0..10,
+            ),
+            second in proptest::option::of("[a-z_=; ]{0,20}"),
+            name in proptest::sample::select(alloc::vec!["cookie", "Cookie", "COOKIE", "cookies", "x-cookie"]),
+            query in proptest::sample::select(alloc::vec!["/checkout", "/x?gclid=q1", "/x?fbclid=a&epik=b"]),
+        ) {
+            let mut headers = alloc::vec![(String::from(name), pieces.concat())];
+            if let Some(v) = second {
+                headers.push((String::from("cookie"), v));
+            }
+            let fresh = click_ids_in_query(query);
+            let jar = cookies(&headers, ClickIdName::ALL.map(ClickIdName::cookie_name));
+            let want: Vec<ClickId> = ClickIdName::ALL
+                .iter()
+                .zip(jar)
+                .filter_map(|(&name, in_cookie)| {
+                    fresh.iter().find(|c| c.name == name).cloned().or_else(|| {
+                        in_cookie.and_then(clean_click_id).map(|id| ClickId { id: id.to_string(), name })
+                    })
+                })
+                .collect();
+            proptest::prop_assert_eq!(click_ids_of_request(&headers, query), want);
+        }
+
+        /// Dotted quads of any octet text (leading zeros, over 255, too many digits):
+        /// the input as it is exactly when std parses it, and then std's Display.
+        #[test]
+        fn ipv4_text_is_cores(octets in proptest::array::uniform4("(0|00|0[0-9]{1,2}|[0-9]{1,4}|25[0-9]|2[0-9][0-9])"), tail in "(|[.:x ]|[.][0-9])") {
+            let s = alloc::format!("{}.{}.{}.{}{}", octets[0], octets[1], octets[2], octets[3], tail);
+            proptest::prop_assert_eq!(ip_text(&s), std_ip(&s), "{:?}", s);
+        }
+
         #[test]
         fn ip_parser_is_cores_on_any_text(s in "[0-9a-fA-F:.x]{0,40}") {
             proptest::prop_assert_eq!(ip_text(&s), std_ip(&s), "{:?}", s);

@@ -3,8 +3,9 @@
 
 use alloc::vec::Vec;
 
+use crate::click_id::ClickIdName;
 use crate::config::Format;
-use crate::event::ConversionEvent;
+use crate::event::{ConversionEvent, IdName};
 use crate::time::write_iso8601;
 use crate::user_agent::{DeviceType, UserAgent};
 
@@ -57,21 +58,27 @@ pub fn encoder_for(format: Format) -> &'static dyn Encoder {
 
 /// Appends the seed JSON of one event: byte for byte what `serde_json::to_vec` makes of the
 /// event's `Serialize` derive (same field order, same escaping, same number formatting),
-/// without serde's per-field machinery. The tests hold the two equal.
+/// without serde's per-field machinery. The tests hold the two equal. Each string's quotes
+/// are part of the literals around it, and the id lists' names (fixed enum texts) are
+/// written as literals, not escaped.
 pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
     out.reserve(512);
     out.extend_from_slice(b"{\"advertiser_id\":");
     write_u64(e.advertiser_id, out);
-    out.extend_from_slice(b",\"data_source_key\":");
-    write_str(&e.data_source_key, out);
-    out.extend_from_slice(b",\"conversion_type\":");
-    write_str(e.conversion_type.as_str(), out);
-    out.extend_from_slice(b",\"event_id\":");
-    write_str(&e.event_id, out);
-    out.extend_from_slice(b",\"ids\":");
-    write_id_list(e.ids.iter().map(|i| (i.id.as_str(), i.name.as_str())), out);
+    out.extend_from_slice(b",\"data_source_key\":\"");
+    write_escaped(&e.data_source_key, out);
+    out.extend_from_slice(b"\",\"conversion_type\":\"");
+    write_escaped(e.conversion_type.as_str(), out);
+    out.extend_from_slice(b"\",\"event_id\":\"");
+    write_escaped(&e.event_id, out);
+    out.extend_from_slice(b"\",\"ids\":[");
+    for (i, id) in e.ids.iter().enumerate() {
+        out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
+        write_escaped(&id.id, out);
+        out.extend_from_slice(id_name_tail(id.name));
+    }
+    out.push(b']');
     if let Some(ua) = &e.user_agent {
-        out.extend_from_slice(b",\"user_agent\":");
         write_user_agent(ua, out);
     }
     out.extend_from_slice(b",\"timestamp\":\"");
@@ -81,67 +88,79 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"value\":");
         write_f64(v, out);
     }
-    out.extend_from_slice(b",\"currency\":");
-    write_str(&e.currency, out);
+    out.extend_from_slice(b",\"currency\":\"");
+    write_escaped(&e.currency, out);
+    out.push(b'"');
     if let Some(o) = &e.order_id {
-        out.extend_from_slice(b",\"order_id\":");
-        write_str(o, out);
+        out.extend_from_slice(b",\"order_id\":\"");
+        write_escaped(o, out);
+        out.push(b'"');
     }
     if !e.click_ids.is_empty() {
-        out.extend_from_slice(b",\"click_ids\":");
-        write_id_list(
-            e.click_ids.iter().map(|c| (c.id.as_str(), c.name.as_str())),
-            out,
-        );
+        out.extend_from_slice(b",\"click_ids\":[");
+        for (i, c) in e.click_ids.iter().enumerate() {
+            out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
+            write_escaped(&c.id, out);
+            out.extend_from_slice(click_id_name_tail(c.name));
+        }
+        out.push(b']');
     }
     if let Some(ip) = &e.client_ip_address {
-        out.extend_from_slice(b",\"client_ip_address\":");
-        write_str(ip, out);
-    }
-    out.push(b'}');
-}
-
-fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"browser_name\":");
-    write_str(&ua.browser_name, out);
-    out.extend_from_slice(b",\"browser_version\":");
-    write_str(&ua.browser_version, out);
-    out.extend_from_slice(b",\"os_name\":");
-    write_str(&ua.os_name, out);
-    out.extend_from_slice(b",\"os_version\":");
-    write_str(&ua.os_version, out);
-    out.extend_from_slice(b",\"device_type\":");
-    out.extend_from_slice(match ua.device_type {
-        DeviceType::Desktop => b"\"desktop\"",
-        DeviceType::Mobile => b"\"mobile\"",
-        DeviceType::Tablet => b"\"tablet\"",
-        DeviceType::Bot => b"\"bot\"",
-        DeviceType::Unknown => b"\"unknown\"",
-    });
-    out.extend_from_slice(if ua.is_bot {
-        b",\"is_bot\":true"
+        out.extend_from_slice(b",\"client_ip_address\":\"");
+        write_escaped(ip, out);
+        out.extend_from_slice(b"\"}");
     } else {
-        b",\"is_bot\":false"
-    });
-    out.extend_from_slice(b",\"raw\":");
-    write_str(&ua.raw, out);
-    out.push(b'}');
-}
-
-/// `[{"id":…,"name":…},…]`: the shape of both `ids` and `click_ids`.
-fn write_id_list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
-    out.push(b'[');
-    for (i, (id, name)) in items.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"id\":");
-        write_str(id, out);
-        out.extend_from_slice(b",\"name\":");
-        write_str(name, out);
         out.push(b'}');
     }
-    out.push(b']');
+}
+
+/// `","name":"…"}`: the end of an `ids` entry, after its id.
+fn id_name_tail(name: IdName) -> &'static [u8] {
+    match name {
+        IdName::Guid => b"\",\"name\":\"Guid\"}",
+        IdName::HashedEmail => b"\",\"name\":\"HashedEmail\"}",
+        IdName::Phone => b"\",\"name\":\"Phone\"}",
+        IdName::HashedPhone => b"\",\"name\":\"HashedPhone\"}",
+        IdName::FirstPartyId => b"\",\"name\":\"FirstPartyId\"}",
+    }
+}
+
+/// `","name":"…"}`: the end of a `click_ids` entry, after its id.
+fn click_id_name_tail(name: ClickIdName) -> &'static [u8] {
+    match name {
+        ClickIdName::Fbclid => b"\",\"name\":\"fbclid\"}",
+        ClickIdName::Gclid => b"\",\"name\":\"gclid\"}",
+        ClickIdName::Ttclid => b"\",\"name\":\"ttclid\"}",
+        ClickIdName::ScCid => b"\",\"name\":\"ScCid\"}",
+        ClickIdName::Epik => b"\",\"name\":\"epik\"}",
+        ClickIdName::RdtCid => b"\",\"name\":\"rdt_cid\"}",
+    }
+}
+
+/// `,"user_agent":{…}`.
+fn write_user_agent(ua: &UserAgent, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"user_agent\":{\"browser_name\":\"");
+    write_escaped(&ua.browser_name, out);
+    out.extend_from_slice(b"\",\"browser_version\":\"");
+    write_escaped(&ua.browser_version, out);
+    out.extend_from_slice(b"\",\"os_name\":\"");
+    write_escaped(&ua.os_name, out);
+    out.extend_from_slice(b"\",\"os_version\":\"");
+    write_escaped(&ua.os_version, out);
+    out.extend_from_slice(match ua.device_type {
+        DeviceType::Desktop => b"\",\"device_type\":\"desktop\"",
+        DeviceType::Mobile => b"\",\"device_type\":\"mobile\"",
+        DeviceType::Tablet => b"\",\"device_type\":\"tablet\"",
+        DeviceType::Bot => b"\",\"device_type\":\"bot\"",
+        DeviceType::Unknown => b"\",\"device_type\":\"unknown\"",
+    });
+    out.extend_from_slice(if ua.is_bot {
+        b",\"is_bot\":true,\"raw\":\""
+    } else {
+        b",\"is_bot\":false,\"raw\":\""
+    });
+    write_escaped(&ua.raw, out);
+    out.extend_from_slice(b"\"}");
 }
 
 /// Decimal, as serde_json (itoa) writes a u64.
@@ -149,36 +168,50 @@ fn write_u64(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(decimal(n, &mut [0u8; 20]));
 }
 
-/// `n` in decimal, written into the end of `buf` (20 digits hold any u64).
+/// The hundred two-digit pairs "00" to "99", in order.
+pub(crate) const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// `n` in decimal, written into the end of `buf` (20 digits hold any u64): two digits per
+/// division from a table of the hundred pairs, as itoa (serde_json's) does.
 pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    while n >= 100 {
+        let r = (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        if let (Some(to), Some(pair)) = (buf.get_mut(i..i + 2), PAIRS.get(2 * r..2 * r + 2)) {
+            to.copy_from_slice(pair);
         }
     }
-    &buf[i..]
+    // n < 100: one or two digits.
+    let n = n as usize;
+    if n >= 10 {
+        i -= 2;
+        if let (Some(to), Some(pair)) = (buf.get_mut(i..i + 2), PAIRS.get(2 * n..2 * n + 2)) {
+            to.copy_from_slice(pair);
+        }
+    } else {
+        i -= 1;
+        if let Some(to) = buf.get_mut(i) {
+            *to = b'0' + n as u8;
+        }
+    }
+    buf.get(i..).unwrap_or(&[])
 }
 
-/// A float exactly as serde_json writes it: `null` when not finite, else serde_json's own
-/// shortest round-trip text (its `Number` display, the formatter its serializer uses).
+/// A float exactly as serde_json writes it: `null` when not finite, else the shortest
+/// round-trip text of zmij, the formatter serde_json's serializer and `Number`'s display
+/// call (`format_finite`), here without the fmt machinery around it.
 fn write_f64(v: f64, out: &mut Vec<u8>) {
-    struct Bytes<'a>(&'a mut Vec<u8>);
-    impl core::fmt::Write for Bytes<'_> {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            self.0.extend_from_slice(s.as_bytes());
-            Ok(())
-        }
-    }
-    match serde_json::Number::from_f64(v) {
-        // Writing into a Vec cannot fail.
-        Some(n) => {
-            let _ = core::fmt::Write::write_fmt(&mut Bytes(out), format_args!("{n}"));
-        }
-        None => out.extend_from_slice(b"null"),
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -201,15 +234,37 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// A JSON string with serde_json's escaping: `"` and `\` and control characters only; all
+/// A JSON string with serde_json's escaping: `"` and `\\` and control characters only; all
 /// else (including non-ASCII and DEL) as is.
+#[cfg(test)]
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut run = 0;
-    let mut i = plain_until(bytes, 0);
+    write_escaped(s, out);
+    out.push(b'"');
+}
+
+/// The inside of [`write_str`]: `s` with serde_json's escaping, without the quotes. A
+/// string with nothing to escape (the common case) is one scan and one copy.
+// Inlined in native builds (the scan runs in the caller, no call per string); the filter's
+// .wasm keeps one copy.
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
+fn write_escaped(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    let first = plain_len(bytes);
+    match bytes.get(..first) {
+        Some(plain) if first < bytes.len() => {
+            out.extend_from_slice(plain);
+            write_escapes_from(bytes, first, out);
+        }
+        _ => out.extend_from_slice(bytes),
+    }
+}
+
+/// The rest of [`write_escaped`] from `i`, the first byte that needs an escape.
+#[inline(never)]
+fn write_escapes_from(bytes: &[u8], mut i: usize, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut run = i;
     while let Some(&b) = bytes.get(i) {
         out.extend_from_slice(bytes.get(run..i).unwrap_or(&[]));
         let esc = ESCAPE[usize::from(b)];
@@ -229,7 +284,32 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
         i = plain_until(bytes, run);
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or(&[]));
-    out.push(b'"');
+}
+
+/// [`plain_until`] from 0, sixteen bytes at a time first where the compiler turns the test
+/// of a fixed-size block into vector compares (SSE2 and NEON are baseline there); the
+/// eight-byte loop then finds the byte in the block that stopped it. For the writer's
+/// strings (hashes, the User-Agent); the JSON selector's short keys keep the inlined
+/// eight-byte scan.
+#[cfg_attr(not(target_family = "wasm"), inline(always))]
+fn plain_len(bytes: &[u8]) -> usize {
+    #[allow(unused_mut)]
+    let mut i = 0;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        let Ok(block) = <&[u8; 16]>::try_from(chunk) else {
+            break;
+        };
+        let mut any = false;
+        for &b in block {
+            any |= (b < 0x20) | (b == b'"') | (b == b'\\');
+        }
+        if any {
+            break;
+        }
+        i += 16;
+    }
+    plain_until(bytes, i)
 }
 
 /// The index of the first byte at or after `i` that must be escaped (`"`, `\`, a control
@@ -269,7 +349,7 @@ mod tests {
     use super::*;
     use crate::click_id::{ClickId, ClickIdName};
     use crate::event::{ConversionType, IdName, Identifier, Timestamp};
-    use alloc::string::String;
+    use alloc::string::{String, ToString};
     use alloc::vec;
     use proptest::prelude::*;
 
@@ -412,6 +492,32 @@ mod tests {
             prop_assert_eq!(plain_until(&bytes, from), want);
         }
 
+        /// Two digits per step are the decimal text of any u64.
+        #[test]
+        fn decimal_is_to_string(n in prop_oneof![any::<u64>(), 0u64..1000, Just(u64::MAX), (0u32..20).prop_map(|k| 10u64.pow(k)), (1u32..20).prop_map(|k| 10u64.pow(k) - 1)]) {
+            let mut buf = [0u8; 20];
+            let want = n.to_string();
+            prop_assert_eq!(decimal(n, &mut buf), want.as_bytes());
+        }
+
+        /// The sixteen-at-a-time start finds what a byte-by-byte scan finds.
+        #[test]
+        fn plain_len_is_the_byte_scan(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    8 => prop::sample::select(vec![b'a', b'0', b' ', 0x7f, 0x80, 0xff, 0x21, 0x5b]),
+                    1 => prop::sample::select(vec![b'"', b'\\', 0x00, 0x1f, 0x0a]),
+                ],
+                0..80,
+            ),
+        ) {
+            let want = bytes
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+                .unwrap_or(bytes.len());
+            prop_assert_eq!(plain_len(&bytes), want);
+        }
+
         #[test]
         fn one_event_is_byte_for_byte_serde_json(e in event()) {
             let mut out = Vec::new();
@@ -430,6 +536,67 @@ mod tests {
             };
             prop_assert_eq!(&out[..6], b"prefix");
             prop_assert_eq!(&out[6..], want.as_slice());
+        }
+    }
+
+    /// Every fixed literal (id names, click-id names, device types with is_bot) against
+    /// serde_json, not only the ones the proptests happen to pick.
+    #[test]
+    fn every_name_and_device_is_serde_json() {
+        let names = [
+            IdName::Guid,
+            IdName::HashedEmail,
+            IdName::Phone,
+            IdName::HashedPhone,
+            IdName::FirstPartyId,
+        ];
+        let devices = [
+            DeviceType::Desktop,
+            DeviceType::Mobile,
+            DeviceType::Tablet,
+            DeviceType::Bot,
+            DeviceType::Unknown,
+        ];
+        for (k, name) in names.into_iter().enumerate() {
+            let click = ClickIdName::ALL[k % ClickIdName::ALL.len()];
+            let device = devices[k];
+            for is_bot in [false, true] {
+                let e = ConversionEvent {
+                    advertiser_id: 7,
+                    data_source_key: "k".into(),
+                    conversion_type: ConversionType::Purchase,
+                    event_id: "e".into(),
+                    ids: vec![Identifier {
+                        id: "a\"b".into(),
+                        name,
+                    }],
+                    user_agent: Some(UserAgent {
+                        browser_name: "b".into(),
+                        browser_version: String::new(),
+                        os_name: "o".into(),
+                        os_version: "1".into(),
+                        device_type: device,
+                        is_bot,
+                        raw: "r\n".into(),
+                    }),
+                    timestamp: Timestamp(0),
+                    value: None,
+                    currency: "EUR".into(),
+                    order_id: None,
+                    click_ids: ClickIdName::ALL
+                        .iter()
+                        .chain([&click])
+                        .map(|&name| ClickId {
+                            id: "c".into(),
+                            name,
+                        })
+                        .collect(),
+                    client_ip_address: None,
+                };
+                let mut out = Vec::new();
+                write_event(&e, &mut out);
+                assert_eq!(out, serde_json::to_vec(&e).unwrap());
+            }
         }
     }
 

@@ -118,21 +118,37 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// The 64 lower-case hex characters of a finished SHA-256, written into a fixed array first.
 pub(crate) fn finish_hex(hasher: Sha256) -> String {
     let digest: [u8; 32] = hasher.finalize().into();
-    let mut text = [0u8; 64];
-    for (out, four) in text.chunks_exact_mut(8).zip(digest.chunks_exact(4)) {
-        if let Ok(four) = <[u8; 4]>::try_from(four) {
-            out.copy_from_slice(&hex8(four));
-        }
-    }
+    let text = hex64(&digest);
     // Hex digits are ASCII.
     core::str::from_utf8(&text)
         .map(String::from)
         .unwrap_or_default()
 }
 
+/// The 64 lower-case hex digits of a digest. Where SSE2 or NEON is baseline this is a plain
+/// loop per byte, which the compiler turns into vector code (8 bytes of digest per ~18
+/// instructions); elsewhere (the .wasm) eight digits per u64 step with [`hex8`].
+fn hex64(digest: &[u8; 32]) -> [u8; 64] {
+    let mut text = [0u8; 64];
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    for (k, &b) in digest.iter().enumerate() {
+        let digit = |n: u8| n + b'0' + if n > 9 { b'a' - b'0' - 10 } else { 0 };
+        text[2 * k] = digit(b >> 4);
+        text[2 * k + 1] = digit(b & 0xf);
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    for (out, four) in text.chunks_exact_mut(8).zip(digest.chunks_exact(4)) {
+        if let Ok(four) = <[u8; 4]>::try_from(four) {
+            out.copy_from_slice(&hex8(four));
+        }
+    }
+    text
+}
+
 /// The lower-case hex of four bytes, eight characters computed in one u64: each byte's
 /// nibbles spread to a byte each, then '0' added, and 'a' - '0' - 10 more where a nibble
 /// is 10 or more.
+#[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 fn hex8(four: [u8; 4]) -> [u8; 8] {
     const LOW_NIBBLES: u64 = 0x000f_000f_000f_000f;
     let x = u64::from(u32::from_le_bytes(four));
@@ -147,7 +163,11 @@ fn hex8(four: [u8; 4]) -> [u8; 8] {
 /// True when the value (after trimming) is exactly 64 hex characters, in either case: such a
 /// value is taken as already hashed and never hashed again.
 pub fn is_sha256_hex(s: &str) -> bool {
-    let t = trim(s);
+    is_trimmed_sha256_hex(trim(s))
+}
+
+/// [`is_sha256_hex`] of a value already trimmed.
+fn is_trimmed_sha256_hex(t: &str) -> bool {
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -161,10 +181,11 @@ pub fn normalize_email(raw: &str) -> Result<String, IdError> {
 /// Longest email address accepted (RFC 5321 path limit).
 const MAX_EMAIL_LEN: usize = 254;
 
-/// ASCII bytes that make an address implausible: whitespace, controls, `<>,;"()[]\`, and
-/// `@` (refused after the first one).
-const NOT_IN_EMAIL: [bool; 128] = {
-    let mut t = [false; 128];
+/// Bytes that make an address implausible: ASCII whitespace, controls, `<>,;"()[]\\`, and
+/// `@` (refused after the first one). Bytes of 0x80 and up are not in it: their chars are
+/// checked apart.
+const NOT_IN_EMAIL: [bool; 256] = {
+    let mut t = [false; 256];
     let mut c = 0;
     while c <= 0x20 {
         t[c] = true;
@@ -180,69 +201,77 @@ const NOT_IN_EMAIL: [bool; 128] = {
     t
 };
 
+/// Whether byte `c` is in [`NOT_IN_EMAIL`] (the index is a u8: always in the table).
+#[inline(always)]
+fn not_in_email(c: u8) -> bool {
+    NOT_IN_EMAIL[usize::from(c)]
+}
+
 /// The checks of [`normalize_email`] on the trimmed, lower-cased address, in one pass over
 /// its bytes; non-ASCII chars are then checked for whitespace and controls.
 fn check_email(address: &str) -> Result<(), IdError> {
-    let e = address.as_bytes();
+    check_email_bytes(address.as_bytes())?;
+    // Bytes of 0x80 and up passed the table: their chars are checked here.
+    if !address.is_ascii() && address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(IdError::NotAnEmail);
+    }
+    Ok(())
+}
+
+/// The bytewise part of [`check_email`]: all of it for an ASCII address.
+fn check_email_bytes(e: &[u8]) -> Result<(), IdError> {
     if e.is_empty() {
         return Err(IdError::Empty);
     }
     if e.len() > MAX_EMAIL_LEN {
         return Err(IdError::TooLong);
     }
-    let at = e
-        .iter()
-        .position(|&c| c == b'@')
-        .ok_or(IdError::NotAnEmail)?;
+    let at = find_byte(e, b'@').ok_or(IdError::NotAnEmail)?;
     let (local, domain) = (e.get(..at).unwrap_or(&[]), e.get(at + 1..).unwrap_or(&[]));
-    let mut plausible = !local.is_empty()
-        && local.len() <= 64
-        && local
-            .iter()
-            .all(|&c| !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(false));
+    // Accumulated without branching per byte: any refused byte, anywhere.
+    let mut refused = local.is_empty() || local.len() > 64;
+    for &c in local {
+        refused |= not_in_email(c);
+    }
     // Domain labels between dots: at least two, none empty, none starting or ending in '-'.
     let mut prev = b'.';
-    let mut dots = 0;
+    let mut dots = 0usize;
     for &c in domain {
-        plausible &= !NOT_IN_EMAIL.get(usize::from(c)).copied().unwrap_or(false);
-        match c {
-            b'.' => {
-                plausible &= prev != b'.' && prev != b'-';
-                dots += 1;
-            }
-            b'-' => plausible &= prev != b'.',
-            _ => {}
+        refused |= not_in_email(c);
+        if c == b'.' {
+            refused |= prev == b'.' || prev == b'-';
+            dots += 1;
+        } else if c == b'-' {
+            refused |= prev == b'.';
         }
         prev = c;
     }
-    plausible &= dots > 0 && prev != b'.' && prev != b'-';
-    // Bytes of 0x80 and up passed the table: their chars are checked here.
-    if plausible && !address.is_ascii() {
-        plausible = !address.chars().any(|c| c.is_whitespace() || c.is_control());
-    }
-    if plausible {
-        Ok(())
-    } else {
+    refused |= dots == 0 || prev == b'.' || prev == b'-';
+    if refused {
         Err(IdError::NotAnEmail)
+    } else {
+        Ok(())
     }
 }
 
 /// The HashedEmail value: an existing SHA-256 hex passes through lower-cased, anything else
 /// is normalized and hashed.
 pub fn hash_email(raw: &str) -> Result<String, IdError> {
-    if is_sha256_hex(raw) {
-        return Ok(raw.trim().to_ascii_lowercase());
-    }
     let t = trim(raw);
+    if is_trimmed_sha256_hex(t) {
+        return Ok(t.to_ascii_lowercase());
+    }
     if t.is_ascii() && t.len() <= MAX_EMAIL_LEN {
-        // ASCII lower-cases in place: no String for the normalized address.
+        // ASCII lower-cases in place: no String for the normalized address, and its bytes
+        // are checked and hashed as they are.
         let mut buf = [0u8; MAX_EMAIL_LEN];
         let lower = buf.get_mut(..t.len()).ok_or(IdError::TooLong)?;
-        lower.copy_from_slice(t.as_bytes());
-        lower.make_ascii_lowercase();
-        let e = core::str::from_utf8(lower).map_err(|_| IdError::NotAnEmail)?;
-        check_email(e)?;
-        return Ok(sha256_hex(e.as_bytes()));
+        // Copied and lower-cased in one pass.
+        for (l, &c) in lower.iter_mut().zip(t.as_bytes()) {
+            *l = c.to_ascii_lowercase();
+        }
+        check_email_bytes(lower)?;
+        return Ok(sha256_hex(lower));
     }
     normalize_email(raw).map(|e| sha256_hex(e.as_bytes()))
 }
@@ -265,7 +294,19 @@ fn e164_digits<'b>(
     default_calling_code: &str,
     buf: &'b mut [u8; PHONE_BUF],
 ) -> Result<&'b str, IdError> {
-    let t = trim(raw);
+    let digits = e164_bytes(trim(raw), default_calling_code, buf)?;
+    core::str::from_utf8(digits).map_err(|_| IdError::NotAPhone)
+}
+
+/// [`e164_digits`] of a trimmed value, as bytes (valid UTF-8: the calling code, if any,
+/// then ASCII digits). The value is read byte
+/// by byte: the only non-ASCII char it may hold is U+00A0 (the bytes C2 A0), skipped like
+/// the ASCII separators; any other non-ASCII char starts with another byte.
+fn e164_bytes<'b>(
+    t: &str,
+    default_calling_code: &str,
+    buf: &'b mut [u8; PHONE_BUF],
+) -> Result<&'b [u8], IdError> {
     if t.is_empty() {
         return Err(IdError::Empty);
     }
@@ -279,18 +320,22 @@ fn e164_digits<'b>(
     // The digits go to the end of buf, which leaves room for the calling code before them.
     let mut start = PHONE_BUF - 64;
     let mut end = start;
-    for c in body.chars() {
+    let body = body.as_bytes();
+    let mut j = 0;
+    while let Some(&c) = body.get(j) {
         match c {
-            '0'..='9' => {
+            b'0'..=b'9' => {
                 let Some(slot) = buf.get_mut(end) else {
                     return Err(IdError::TooLong);
                 };
-                *slot = c as u8;
+                *slot = c;
                 end += 1;
             }
-            ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+            b' ' | b'-' | b'.' | b'(' | b')' | b'/' => {}
+            0xc2 if body.get(j + 1) == Some(&0xa0) => j += 1,
             _ => return Err(IdError::NotAPhone),
         }
+        j += 1;
     }
     let digits = buf.get(start..end).unwrap_or(&[]);
     if !international {
@@ -312,7 +357,8 @@ fn e164_digits<'b>(
     }
     let e164 = buf.get(start..end).unwrap_or(&[]);
     if (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&e164.len()) && e164.first() != Some(&b'0') {
-        core::str::from_utf8(e164).map_err(|_| IdError::NotAPhone)
+        // The calling code's text (valid UTF-8 as any str) and ASCII digits.
+        Ok(e164)
     } else {
         Err(IdError::NotAPhone)
     }
@@ -325,22 +371,24 @@ pub fn phone_identifier(
     default_calling_code: &str,
     hashed: bool,
 ) -> Result<Identifier, IdError> {
-    if is_sha256_hex(raw) {
+    let t = trim(raw);
+    if is_trimmed_sha256_hex(t) {
         return Ok(Identifier {
-            id: raw.trim().to_ascii_lowercase(),
+            id: t.to_ascii_lowercase(),
             name: IdName::HashedPhone,
         });
     }
     let mut buf = [0u8; PHONE_BUF];
-    let digits = e164_digits(raw, default_calling_code, &mut buf)?;
+    // trim(t) is t: the value is trimmed once.
+    let digits = e164_bytes(t, default_calling_code, &mut buf)?;
     Ok(if hashed {
         Identifier {
-            id: sha256_hex(digits.as_bytes()),
+            id: sha256_hex(digits),
             name: IdName::HashedPhone,
         }
     } else {
         Identifier {
-            id: String::from(digits),
+            id: String::from(core::str::from_utf8(digits).map_err(|_| IdError::NotAPhone)?),
             name: IdName::Phone,
         }
     })
@@ -355,26 +403,52 @@ pub fn parse_guid(raw: &str) -> Result<String, IdError> {
         .strip_prefix('{')
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(t);
-    let b = t.as_bytes();
-    if b.len() != 36 {
+    let Ok(b) = <&[u8; 36]>::try_from(t.as_bytes()) else {
         return Err(if t.is_empty() {
             IdError::Empty
         } else {
             IdError::NotAUuid
         });
+    };
+    // Each byte's class against the class its place wants, without a branch per byte.
+    let mut wrong = 0u8;
+    for (&c, &want) in b.iter().zip(&GUID_PLACES) {
+        wrong |= GUID_CLASS[usize::from(c)] ^ want;
     }
-    for (i, c) in b.iter().enumerate() {
-        let ok = if matches!(i, 8 | 13 | 18 | 23) {
-            *c == b'-'
-        } else {
-            c.is_ascii_hexdigit()
-        };
-        if !ok {
-            return Err(IdError::NotAUuid);
-        }
+    if wrong != 0 {
+        return Err(IdError::NotAUuid);
     }
     Ok(t.to_ascii_lowercase())
 }
+
+/// [`GUID_CLASS`] of a hex digit.
+const HEX_DIGIT: u8 = 1;
+/// [`GUID_CLASS`] of `-`.
+const HYPHEN: u8 = 2;
+
+/// For each byte: [`HEX_DIGIT`], [`HYPHEN`] or 0.
+const GUID_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if (c as u8).is_ascii_hexdigit() {
+            t[c] = HEX_DIGIT;
+        }
+        c += 1;
+    }
+    t[b'-' as usize] = HYPHEN;
+    t
+};
+
+/// The class each of the 36 places of a hyphenated UUID wants.
+const GUID_PLACES: [u8; 36] = {
+    let mut t = [HEX_DIGIT; 36];
+    t[8] = HYPHEN;
+    t[13] = HYPHEN;
+    t[18] = HYPHEN;
+    t[23] = HYPHEN;
+    t
+};
 
 /// A version-4 UUID from 16 random bytes the caller supplies (the core has no randomness).
 pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
@@ -452,10 +526,18 @@ mod tests {
                 "[ -~]{0,20}",
                 "\\PC{0,20}",
                 "[a@.]{250,260}",
+                "[ \t]{0,2}[0-9a-fA-F]{63,65}[ \n\u{a0}]{0,2}",
+                "[ \u{3000}]{0,2}[A-Za-z.]{0,6}@[a-zé.-]{0,8}[ \u{85}]{0,2}",
             ]
         ) {
-            prop_assume!(!is_sha256_hex(&raw));
-            prop_assert_eq!(hash_email(&raw), normalize_email(&raw).map(|e| sha256_hex(e.as_bytes())));
+            // The form before one trim and a bytewise check: trim in is_sha256_hex, then
+            // again for the value; the address checked as a str.
+            let want = if is_sha256_hex(&raw) {
+                Ok(raw.trim().to_ascii_lowercase())
+            } else {
+                normalize_email(&raw).map(|e| sha256_hex(e.as_bytes()))
+            };
+            prop_assert_eq!(hash_email(&raw), want);
         }
     }
 
@@ -549,6 +631,13 @@ mod tests {
             prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&c| c == needle));
         }
 
+        /// A digest's 64 digits are the table's, byte by byte.
+        #[test]
+        fn hex64_is_hex(digest in any::<[u8; 32]>()) {
+            let want = hex(&digest);
+            prop_assert_eq!(&hex64(&digest)[..], want.as_bytes());
+        }
+
         /// Eight hex digits at once are the table's, byte by byte.
         #[test]
         fn hex8_is_hex(four in any::<[u8; 4]>()) {
@@ -602,6 +691,60 @@ mod tests {
             ],
         ) {
             prop_assert_eq!(normalize_phone(&raw, &cc), normalize_phone_with_strings(&raw, &cc));
+        }
+
+        /// The class-table check is the per-place check it replaced.
+        #[test]
+        fn parse_guid_is_the_per_place_check(
+            raw in prop_oneof![
+                "[0-9a-fA-F-]{36}",
+                "[0-9a-f]{8}-[0-9a-fA-F]{4}-[0-9a-f]{4}-[0-9a-fA-Z]{4}-[0-9a-fg]{12}",
+                "[ {]?(urn:uuid:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}[} ]?",
+                "[0-9a-f-]{35,37}",
+                "\\PC{0,40}",
+            ]
+        ) {
+            fn per_place(raw: &str) -> Result<String, IdError> {
+                let t = raw.trim();
+                let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
+                let t = t.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(t);
+                let b = t.as_bytes();
+                if b.len() != 36 {
+                    return Err(if t.is_empty() { IdError::Empty } else { IdError::NotAUuid });
+                }
+                for (i, c) in b.iter().enumerate() {
+                    let ok = if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() };
+                    if !ok {
+                        return Err(IdError::NotAUuid);
+                    }
+                }
+                Ok(t.to_ascii_lowercase())
+            }
+            prop_assert_eq!(parse_guid(&raw), per_place(&raw));
+        }
+
+        /// The bytewise, trim-once identifier is the String form's, hashed or not.
+        #[test]
+        fn phone_identifier_is_the_string_form(
+            raw in prop_oneof![
+                "[ +]{0,2}[0-9 ().\u{a0}/-]{0,20}[ ]?",
+                "[+]?[0-9\u{a0}\u{a1}\u{80}\u{bf}\u{2000}é]{8,16}",
+                "[ \t]{0,2}[0-9a-fA-F]{63,65}[ \u{a0}]{0,2}",
+                "\\PC{0,12}",
+            ],
+            cc in prop_oneof!["[+]?[0-9]{0,4}", "\\PC{0,3}"],
+            hashed in any::<bool>(),
+        ) {
+            let want = if is_sha256_hex(&raw) {
+                Ok(Identifier { id: raw.trim().to_ascii_lowercase(), name: IdName::HashedPhone })
+            } else {
+                normalize_phone_with_strings(&raw, &cc).map(|d| if hashed {
+                    Identifier { id: sha256_hex(d.as_bytes()), name: IdName::HashedPhone }
+                } else {
+                    Identifier { id: d, name: IdName::Phone }
+                })
+            };
+            prop_assert_eq!(phone_identifier(&raw, &cc, hashed), want);
         }
     }
 

@@ -42,6 +42,12 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 
 /// Appends [`format_iso8601`]'s text to `out` without formatting machinery.
 pub fn write_iso8601(t: UnixMillis, out: &mut alloc::vec::Vec<u8>) {
+    if let Ok(u) = u64::try_from(t)
+        && u <= LAST_MILLI_OF_9999
+    {
+        out.extend_from_slice(&iso8601_since_1970(u));
+        return;
+    }
     let days = t.div_euclid(86_400_000);
     let ms_of_day = t.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
@@ -87,6 +93,72 @@ pub fn write_iso8601(t: UnixMillis, out: &mut alloc::vec::Vec<u8>) {
         b'0' + (milli % 10) as u8,
         b'Z',
     ]);
+}
+
+/// 9999-12-31T23:59:59.999Z: the last instant [`iso8601_since_1970`] writes.
+const LAST_MILLI_OF_9999: u64 = 253_402_300_799_999;
+
+/// [`write_iso8601`]'s text for an instant from 1970 to the end of 9999: the same
+/// arithmetic as [`civil_from_days`], unsigned and in u32 (no era before 0, no sign fixes
+/// in the divisions), every field below 100 (but the milliseconds) split in two digits
+/// without a `% 10`.
+fn iso8601_since_1970(t: u64) -> [u8; 24] {
+    // t <= LAST_MILLI_OF_9999: fewer than 2^22 days.
+    let days = (t / 86_400_000) as u32;
+    let ms = (t % 86_400_000) as u32;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u32::from(m <= 2);
+    // v < 100: its pair of digits from the table.
+    let two = |v: u32| {
+        let i = 2 * v as usize;
+        match crate::encode::PAIRS.get(i..i + 2) {
+            Some(&[a, b]) => [a, b],
+            _ => [b'0', b'0'],
+        }
+    };
+    let [y0, y1] = two(year / 100);
+    let [y2, y3] = two(year % 100);
+    let [mo0, mo1] = two(m);
+    let [d0, d1] = two(d);
+    let [h0, h1] = two(ms / 3_600_000);
+    let [mi0, mi1] = two(ms / 60_000 % 60);
+    let secs = ms / 1000;
+    let [s0, s1] = two(secs % 60);
+    let milli = ms - secs * 1000;
+    let [c1, c2] = two(milli % 100);
+    [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+        b'.',
+        b'0' + (milli / 100) as u8,
+        c1,
+        c2,
+        b'Z',
+    ]
 }
 
 /// Formats as ISO 8601 UTC with milliseconds: `2026-11-26T09:42:00.000Z`.
@@ -257,6 +329,7 @@ pub fn parse_http_date(s: &str) -> Option<UnixMillis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn write_iso8601_is_format_iso8601() {
@@ -280,6 +353,24 @@ mod tests {
             let mut out = alloc::vec::Vec::new();
             write_iso8601(t, &mut out);
             assert_eq!(out, format_iso8601(t).into_bytes(), "t = {t}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        /// The unsigned u32 path (1970 to 9999) is the formatter's text, at any instant
+        /// and around every day, month and year boundary.
+        #[test]
+        fn since_1970_is_format_iso8601(
+            t in proptest::prop_oneof![
+                0u64..=LAST_MILLI_OF_9999,
+                (0u64..=2_932_896, 0u64..3).prop_map(|(d, k)| (d * 86_400_000 + [0, 86_399_999, 43_199_500][k as usize]).min(LAST_MILLI_OF_9999)),
+            ]
+        ) {
+            let mut out = alloc::vec::Vec::new();
+            write_iso8601(t as i64, &mut out);
+            proptest::prop_assert_eq!(out, format_iso8601(t as i64).into_bytes());
         }
     }
 
