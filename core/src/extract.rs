@@ -594,11 +594,12 @@ pub fn extract_event<'a>(
     ];
     let mut ids: Vec<Identifier> = Vec::with_capacity(4);
     let mut skipped = Vec::new();
-    let mut absent = Vec::new();
-    for (field, source, to_identifier) in sources {
+    // Only read for the error below: kept on the stack (one per identifier source).
+    let mut absent: [Option<(&str, &Source)>; 4] = [None; 4];
+    for (slot, (field, source, to_identifier)) in absent.iter_mut().zip(sources) {
         let Some(src) = source else { continue };
         match b.text(source, field)? {
-            None => absent.push((field, src)),
+            None => *slot = Some((field, src)),
             Some(raw) => match to_identifier(&raw) {
                 Ok(id) if !ids.contains(&id) => ids.push(id),
                 Ok(_) => {}
@@ -611,7 +612,7 @@ pub fn extract_event<'a>(
         for s in &skipped {
             reason.push_str(&format!("; {}: {}", s.field, s.reason));
         }
-        for (field, src) in &absent {
+        for (field, src) in absent.iter().flatten() {
             reason.push_str(&format!("; {field}: missing at {src}"));
         }
         return Err(ExtractError {

@@ -190,10 +190,23 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// `v` into the slots of the pointers that end at a node: moved into the only one (the usual
+/// case), cloned when several pointers are the same.
+#[inline]
 fn set<'a>(out: &mut [Option<Scalar<'a>>], slots: &[usize], v: Scalar<'a>) {
-    for &i in slots {
-        if let Some(slot) = out.get_mut(i) {
-            *slot = Some(v.clone());
+    match slots {
+        [] => {}
+        [one] => {
+            if let Some(slot) = out.get_mut(*one) {
+                *slot = Some(v);
+            }
+        }
+        many => {
+            for &i in many {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(v.clone());
+                }
+            }
         }
     }
 }
