@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Benchmark: the Rust Worker (cf-worker/) against the plain JavaScript Worker with the same logic
 // (bench/worker/js-worker/), each under `wrangler dev` (workerd, Miniflare's local KV and
-// Queues), same origin, same sink, same configuration, loopback only. wrk drives collect mode,
-// proxy mode (a matching checkout) and a pass-through page; requests/s and p50/p99 latency.
+// Queues; started by bench/worker/dev.mjs, by default without the inspector that the CLI always
+// attaches), same origin, same sink, same configuration, loopback only. wrk drives collect mode,
+// proxy mode (a matching checkout) and a pass-through page, by default straight at the workerd
+// that runs the Worker; requests/s and p50/p99 latency, CPU per request by process.
 // Writes the `## Worker` section of BENCHMARKS.md. bench/worker/run.sh builds first.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,17 +12,26 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import {
-  freePort, groupCpuByRole, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, wranglerGroups, writeWranglerConfig,
+  freePort, groupCpuByRole, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerGroups, writeWranglerConfig,
 } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
 
 // Defaults keep the whole run near 10 minutes on 2 cores (5 rounds × 3 scenarios × 4 runs).
-const DEFAULTS = { rounds: 5, duration: 5, warmup: 1, connections: 16, threads: 2 };
+const DEFAULTS = { rounds: 6, duration: 5, warmup: 1, connections: 16, threads: 2 };
 const DURATION = Number(process.env.BENCH_DURATION || DEFAULTS.duration);
 const WARMUP = Number(process.env.BENCH_WARMUP || DEFAULTS.warmup);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || DEFAULTS.rounds);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || DEFAULTS.connections);
 const THREADS = Number(process.env.BENCH_THREADS || DEFAULTS.threads);
+// BENCH_DIRECT=1 (default): wrk talks to the workerd that runs the Worker (Miniflare's entry
+// socket), not through wrangler's proxy workerd on the public port, which costs more CPU per
+// request than the Worker itself and logs every request to Node. 0: through the public port.
+const DIRECT = process.env.BENCH_DIRECT !== '0';
+// BENCH_INSPECTOR=0 (default): wrangler dev without its inspector (bench/worker/dev.mjs). The CLI
+// always attaches one and enables its Network domain; wrangler then relays every log line and
+// every subrequest event through its proxy workerd to Node, several ms of CPU per request on the
+// same cores as the Worker. 1: the `wrangler dev` CLI, inspector attached.
+const INSPECTOR = process.env.BENCH_INSPECTOR === '1';
 const ALL_SCENARIOS = [
   { name: 'collect', script: 'collect.lua', what: 'POST /collect: validate, normalize, SHA-256 (email, phone, event_id), 202; delivery in waitUntil' },
   { name: 'proxy (matching checkout)', script: 'proxy.lua', what: 'POST /bench/checkout forwarded to the origin, response tee parsed, conversion built and delivered in waitUntil' },
@@ -117,10 +128,14 @@ async function main() {
   // Copies: a later build must not reload a Worker mid-run.
   const rustDir = path.join(work, 'rust-bundle');
   fs.mkdirSync(rustDir, { recursive: true });
-  for (const f of ['index.js', 'index_bg.wasm']) fs.copyFileSync(path.join(root, 'cf-worker/build', f), path.join(rustDir, f));
+  // BENCH_RUST_DIR / BENCH_JS_DIR put another bundle in a slot (a noise-floor run: the same
+  // Worker in both slots); the tables still say Rust and JavaScript.
+  const rustSrc = process.env.BENCH_RUST_DIR || path.join(root, 'cf-worker/build');
+  for (const f of ['index.js', 'index_bg.wasm']) if (fs.existsSync(path.join(rustSrc, f))) fs.copyFileSync(path.join(rustSrc, f), path.join(rustDir, f));
   const jsDir = path.join(work, 'js-bundle');
   fs.mkdirSync(jsDir, { recursive: true });
-  fs.copyFileSync(path.join(root, 'bench/worker/js-worker/index.js'), path.join(jsDir, 'index.js'));
+  const jsSrc = process.env.BENCH_JS_DIR || path.join(root, 'bench/worker/js-worker');
+  for (const f of ['index.js', 'index_bg.wasm']) if (fs.existsSync(path.join(jsSrc, f))) fs.copyFileSync(path.join(jsSrc, f), path.join(jsDir, f));
   const baseDir = path.join(work, 'baseline-bundle');
   fs.mkdirSync(baseDir, { recursive: true });
   fs.copyFileSync(path.join(root, 'bench/worker/baseline/index.js'), path.join(baseDir, 'index.js'));
@@ -131,8 +146,10 @@ async function main() {
     const config = benchConfig(sinkUrl);
     const vars = { CAPI_CONFIG: JSON.stringify(config), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
     const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-bench-${name}`, main, vars, secrets: { CAPI_TOKEN: 'bench-token' } });
-    const base = await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(logs, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`) });
-    workers[name] = { name, base, sink: sinkClient(sinkUrl) };
+    const base = await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(logs, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: INSPECTOR });
+    const direct = DIRECT ? wranglerDirect[name] : base;
+    if (!direct) throw new Error(`${name}: the address of its workerd is unknown`);
+    workers[name] = { name, base: direct, sink: sinkClient(sinkUrl) };
   }
   // Sanity: both accept a conversion before being measured.
   for (const w of [workers.rust, workers.js]) {
@@ -140,8 +157,8 @@ async function main() {
     if (r.status !== 202) throw new Error(`${w.name} collect sanity check: ${r.status} ${r.text()}`);
   }
   const sizes = {
-    rust: gzipSize([path.join(rustDir, 'index.js'), path.join(rustDir, 'index_bg.wasm')]),
-    js: gzipSize([path.join(jsDir, 'index.js')]),
+    rust: gzipSize(['index.js', 'index_bg.wasm'].map((f) => path.join(rustDir, f)).filter((f) => fs.existsSync(f))),
+    js: gzipSize(['index.js', 'index_bg.wasm'].map((f) => path.join(jsDir, f)).filter((f) => fs.existsSync(f))),
   };
 
   const results = { solo: {}, h2h: {} };
@@ -205,9 +222,9 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   const lines = [
     '## Worker',
     '',
-    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up; ${ROUNDS} rounds, each running every scenario head to head then solo (order alternating); tables show medians over the rounds. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${fmt(seconds / 60, 1)} min, ${loadText}.`,
+    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues; ${INSPECTOR ? 'the CLI, with its inspector attached' : 'started through wrangler\'s startWorker API with the inspector off, bench/worker/dev.mjs: the CLI always attaches one, enables its Network domain and relays every log line and subrequest event through its proxy workerd to Node, several ms of CPU per request on the same cores; BENCH_INSPECTOR=1 uses the CLI'}) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. ${DIRECT ? 'wrk talks to the workerd that runs each Worker (Miniflare\'s entry socket), not through wrangler\'s proxy workerd on the public port (which costs more CPU per request than the Worker and logs every request to Node; BENCH_DIRECT=0 goes through it)' : 'wrk talks to wrangler\'s public port (its proxy workerd, which logs every request to Node)'}. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up; ${ROUNDS} rounds, each running every scenario head to head then solo (order alternating); tables show medians over the rounds. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${fmt(seconds / 60, 1)} min, ${loadText}.`,
     '',
-    'Every request crosses two workerd processes and wrangler\'s Node process: CPU per request is split by process (user + system time from /proc/<pid>/stat over the run and until delivery settles, divided by the requests wrk completed; 10 ms ticks). **workerd running the Worker** is where the Worker\'s code runs (with Miniflare\'s KV and Queues simulators and the outbound fetches); the workerd proxy and Node carry the request and every log line, and cost about the same whatever the Worker does.',
+    `CPU per request is split by process (user + system time from /proc/<pid>/stat over the run and until delivery settles, divided by the requests wrk completed; 10 ms ticks). **workerd running the Worker** is where the Worker's code runs (with Miniflare's KV and Queues simulators and the outbound fetches); ${DIRECT ? 'the workerd proxy is off the request path' : 'the workerd proxy carries every request'}; Node (wrangler) receives every log line${INSPECTOR ? ' and, through the proxy workerd, every inspector event (log lines, subrequests)' : ' (workerd\'s stdout)'}${DIRECT ? '' : ' and logs every request'}; both cost about the same whatever the Worker does.`,
     '',
     '**Rust / JavaScript, per round** (median over the rounds, min–max in brackets; throughput above 1 and CPU below 1 favour Rust):',
     '',
@@ -234,14 +251,15 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   lines.push('');
   for (const sc of SCENARIOS) {
     const over = (w) => fmt(med('solo', sc, w, wcpu) - med('solo', sc, 'baseline', wcpu));
-    lines.push(`- ${sc.name}: ${sc.what}. Per-round Rust/JS req/s, head to head: ${ratios('h2h', sc, rps).map((x) => fmt(x)).join(', ')}; solo: ${ratios('solo', sc, rps).map((x) => fmt(x)).join(', ')}. workerd CPU over the baseline's (solo medians): Rust ${over('rust')} ms/req, JavaScript ${over('js')} ms/req.`);
+    const ahead = (xs) => `Rust ahead in ${xs.filter((x) => Number(fmt(x)) >= 1).length} of ${xs.length}`;
+    lines.push(`- ${sc.name}: ${sc.what}. Per-round Rust/JS req/s, head to head: ${ratios('h2h', sc, rps).map((x) => fmt(x)).join(', ')} (${ahead(ratios('h2h', sc, rps))}); solo: ${ratios('solo', sc, rps).map((x) => fmt(x)).join(', ')} (${ahead(ratios('solo', sc, rps))}). workerd CPU over the baseline's (solo medians): Rust ${over('rust')} ms/req, JavaScript ${over('js')} ms/req.`);
   }
   lines.push('- baseline (bench/worker/baseline/): collect reads the body and answers 202; everything else is forwarded to the origin. Our work (the waitUntil delivery: KV read and writes, one subrequest to the sink, two log lines) is what separates the collect rows from it.');
   lines.push('- "Events delivered" counts what the Worker\'s sink accepted from the start of the warm-up until it stopped counting, against the requests wrk completed in warm-up and run; requests cut off in flight when wrk stops are still delivered (up to twice the connections more).');
   lines.push(`- Bundle, gzip -9: Rust ${(sizes.rust / 1024).toFixed(1)} KiB (index.js + index_bg.wasm), JavaScript ${(sizes.js / 1024).toFixed(1)} KiB. Goal ≤ 300 KiB.`);
-  lines.push('- `wrangler dev` runs the Worker locally behind a proxy workerd and Node with an inspector attached (every console.log crosses it): compare rows with each other, not with production Cloudflare. Background load moves single runs by ±30 %: read the per-round medians and spreads, not one run.');
+  lines.push('- `wrangler dev` runs the Worker locally (Miniflare\'s simulators for KV and Queues, Node next to it): compare rows with each other, not with production Cloudflare. Background load moves single runs by ±30 %: read the per-round medians and spreads, not one run.');
   lines.push('');
-  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
+  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_DIRECT=1, BENCH_INSPECTOR=0, BENCH_RUST_DIR / BENCH_JS_DIR (another bundle in a slot, for a noise-floor run), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
   lines.push('');
   return { text: lines.join('\n'), verdicts };
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import {
-  freePort, request, root, startOrigin, startSink, startWrangler, stopAll, wranglerInspectors, writeWranglerConfig,
+  freePort, request, root, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerInspectors, writeWranglerConfig,
 } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
 
@@ -62,7 +62,9 @@ async function main() {
   const config = benchConfig(sinkUrl);
   const vars = { CAPI_CONFIG: JSON.stringify(config), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
   const cfg = writeWranglerConfig(path.join(work, which), { name: `capi-profile-${which}`, main: path.join(root, mains[which]), vars, secrets: { CAPI_TOKEN: 'bench-token' } });
-  const base = await startWrangler({ name: which, configPath: cfg, port: await freePort(), logFile: path.join(work, 'wrangler.log'), readyPath: '/products/1', persistTo: path.join(work, 'state') });
+  const publicBase = await startWrangler({ name: which, configPath: cfg, port: await freePort(), logFile: path.join(work, 'wrangler.log'), readyPath: '/products/1', persistTo: path.join(work, 'state'), api: true });
+  // As bench.mjs: straight to the Worker's own workerd unless BENCH_DIRECT=0.
+  const base = process.env.BENCH_DIRECT === '0' ? publicBase : wranglerDirect[which];
   const inspector = wranglerInspectors[which];
   await wrk(base, scenario, 2);
   const targets = (await request('GET', `http://127.0.0.1:${inspector}/json`)).json();

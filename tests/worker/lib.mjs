@@ -283,12 +283,14 @@ export function writeWranglerConfig(dir, { name, main, vars = {}, secrets = {}, 
 export const wranglerGroups = {};
 /** Inspector ports of the `wrangler dev` processes started, by name (for CPU profiles). */
 export const wranglerInspectors = {};
+/** Addresses of the workerd that runs each Worker (Miniflare's), by name, when started with `api`. */
+export const wranglerDirect = {};
 
 /**
  * CPU time (ms, user + system, all threads) of every live process in a process group, by role:
- * `worker` is the workerd that runs the Worker (the one with an inspector; Miniflare's KV and
+ * `worker` is the workerd that runs the Worker (Miniflare's, on a random port; its KV and
  * Queues simulators live in it too), `proxy` the workerd in front of it (wrangler's entry on the
- * public port), `node` wrangler itself (the inspector client that receives every console.log),
+ * public port), `node` wrangler itself (which receives every console.log, from the inspector or workerd's stdout),
  * `other` the rest (esbuild's idle service).
  */
 export function groupCpuByRole(pgid) {
@@ -312,7 +314,8 @@ function processRole(pid, comm) {
   if (!role) {
     if (comm === 'workerd') {
       const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      role = args.some((a) => a.startsWith('--inspector-addr')) ? 'worker' : 'proxy';
+      // The proxy workerd listens on the public port; Miniflare's on a random one (port 0).
+      role = args.some((a) => a.startsWith('--inspector-addr') || /^--socket-addr=entry=.*:0$/.test(a)) ? 'worker' : 'proxy';
     } else {
       role = comm === 'node' ? 'node' : 'other';
     }
@@ -321,15 +324,36 @@ function processRole(pid, comm) {
   return role;
 }
 
-export async function startWrangler({ name, configPath, port, logFile, readyPath = '/', readyHeaders = {}, persistTo, logLevel = 'log' }) {
-  const inspector = await freePort();
-  const bin = path.join(root, 'node_modules/.bin/wrangler');
-  const args = ['dev', '-c', configPath, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector), '--show-interactive-dev-session=false', '--log-level', logLevel];
-  if (persistTo) args.push('--persist-to', persistTo);
+/**
+ * `wrangler dev` on a configuration. With `api: true` (the benchmark, the profiler) it runs
+ * through wrangler's DevEnv API instead of the CLI (bench/worker/dev.mjs): the same proxy workerd
+ * and Miniflare workerd, the inspector only when `inspector` is true (the CLI always attaches
+ * one), and the address of Miniflare's workerd in `wranglerDirect[name]`. Without an inspector
+ * the Worker's logs reach wrangler through workerd's stdout.
+ */
+export async function startWrangler({ name, configPath, port, logFile, readyPath = '/', readyHeaders = {}, persistTo, logLevel = 'log', api = false, inspector: withInspector = true }) {
   const env = { ...process.env, ...QUIET_WRANGLER_ENV };
-  const child = spawnLogged(`wrangler:${name}`, bin, args, { logFile, env, cwd: path.dirname(configPath) });
+  const inspector = withInspector ? await freePort() : 0;
+  let child;
+  if (api) {
+    const args = [path.join(root, 'bench/worker/dev.mjs'), configPath, String(port), persistTo || '', withInspector ? String(inspector) : ''];
+    child = spawnLogged(`wrangler:${name}`, process.execPath, args, {
+      logFile,
+      env,
+      cwd: path.dirname(configPath),
+      onLine: (line) => {
+        const m = /^Worker on (http:\/\/\S+)$/.exec(line.trim());
+        if (m) wranglerDirect[name] = m[1];
+      },
+    });
+  } else {
+    const bin = path.join(root, 'node_modules/.bin/wrangler');
+    const args = ['dev', '-c', configPath, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector), '--show-interactive-dev-session=false', '--log-level', logLevel];
+    if (persistTo) args.push('--persist-to', persistTo);
+    child = spawnLogged(`wrangler:${name}`, bin, args, { logFile, env, cwd: path.dirname(configPath) });
+  }
+  if (withInspector) wranglerInspectors[name] = inspector;
   wranglerGroups[name] = child.pid;
-  wranglerInspectors[name] = inspector;
   const base = `http://127.0.0.1:${port}`;
   let exited = false;
   child.on('exit', () => { exited = true; });
