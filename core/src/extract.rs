@@ -339,6 +339,7 @@ fn select_body<'a>(
 }
 
 impl<'a> Bodies<'a> {
+    #[cfg_attr(not(target_family = "wasm"), inline(always))]
     fn read(
         &mut self,
         source: &'a Source,
@@ -422,6 +423,7 @@ impl<'a> Bodies<'a> {
         }
     }
 
+    #[cfg_attr(not(target_family = "wasm"), inline(always))]
     fn text(
         &mut self,
         source: &'a Option<Source>,
