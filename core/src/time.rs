@@ -57,42 +57,7 @@ pub fn write_iso8601(t: UnixMillis, out: &mut alloc::vec::Vec<u8>) {
         return;
     };
     // ms_of_day is in 0..86_400_000, so it fits u32.
-    let ms = ms_of_day as u32;
-    let two = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
-    let [y0, y1] = two(year / 100);
-    let [y2, y3] = two(year % 100);
-    let [mo0, mo1] = two(m);
-    let [d0, d1] = two(d);
-    let [h0, h1] = two(ms / 3_600_000);
-    let [mi0, mi1] = two(ms / 60_000 % 60);
-    let [s0, s1] = two(ms / 1000 % 60);
-    let milli = ms % 1000;
-    out.extend_from_slice(&[
-        y0,
-        y1,
-        y2,
-        y3,
-        b'-',
-        mo0,
-        mo1,
-        b'-',
-        d0,
-        d1,
-        b'T',
-        h0,
-        h1,
-        b':',
-        mi0,
-        mi1,
-        b':',
-        s0,
-        s1,
-        b'.',
-        b'0' + (milli / 100) as u8,
-        b'0' + (milli / 10 % 10) as u8,
-        b'0' + (milli % 10) as u8,
-        b'Z',
-    ]);
+    out.extend_from_slice(&iso8601_text(year, m, d, ms_of_day as u32));
 }
 
 /// 9999-12-31T23:59:59.999Z: the last instant [`iso8601_since_1970`] writes.
@@ -115,6 +80,12 @@ fn iso8601_since_1970(t: u64) -> [u8; 24] {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u32::from(m <= 2);
+    iso8601_text(year, m, d, ms)
+}
+
+/// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ` for a year below 10,000 and the milliseconds of
+/// the day, every field below 100 (but the milliseconds) split in two digits without a `% 10`.
+fn iso8601_text(year: u32, m: u32, d: u32, ms: u32) -> [u8; 24] {
     // v < 100: its pair of digits from the table.
     let two = |v: u32| {
         let i = 2 * v as usize;
