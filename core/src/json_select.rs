@@ -151,16 +151,6 @@ impl PointerTree {
             && self.pointers.iter().zip(pointers).all(|(a, b)| a == b)
     }
 
-    /// How many pointers (and slots) it has.
-    pub fn len(&self) -> usize {
-        self.pointers.len()
-    }
-
-    /// Whether it has no pointer.
-    pub fn is_empty(&self) -> bool {
-        self.pointers.is_empty()
-    }
-
     /// [`select`] into the caller's slots (`out[i]` for the tree's pointer `i`; the slots must
     /// start as None and be as many as the pointers), so that a caller needs no allocation.
     pub fn select_into<'a>(&self, body: &'a [u8], out: &mut [Option<Scalar<'a>>]) -> Res {
