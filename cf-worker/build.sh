@@ -9,7 +9,9 @@ cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 if [[ ! -x "$root/node_modules/.bin/esbuild" || ! -x "$cargo_bin/worker-build" || ! -x "$cargo_bin/wasm-bindgen" ]]; then
     bash "$root/tests/worker/setup.sh"
 fi
-export ESBUILD_BIN="$root/node_modules/.bin/esbuild"
+# esbuild through cf-worker/esbuild.sh: it bundles cf-worker/entry.js, our entry module, in
+# place of worker-build's shim (a Proxy around a class per request; see entry.js).
+export ESBUILD_BIN="$root/cf-worker/esbuild.sh"
 export WASM_OPT_BIN="$root/node_modules/.bin/wasm-opt"
 export WASM_BINDGEN_BIN="$cargo_bin/wasm-bindgen"
 cd "$root/cf-worker"

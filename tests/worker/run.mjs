@@ -389,6 +389,10 @@ test('deploy: wrangler deploy --dry-run bundles offline; bundle size reported', 
     gz += zlib.gzipSync(b, { level: 9 }).length;
   }
   assert(files.some((f) => f.endsWith('.wasm')), `a .wasm in the bundle: ${files}`);
+  // The entry is cf-worker/entry.js (a plain { fetch, queue } object), not worker-build's shim
+  // (a Proxy around a WorkerEntrypoint class): cf-worker/esbuild.sh must still be in the build.
+  const js = files.filter((f) => f.endsWith('.js')).map((f) => fs.readFileSync(path.join(out, f), 'utf8')).join('\n');
+  assert(js.includes('wasm_reinitialized') && !js.includes('WorkerEntrypoint'), 'the bundle is built from cf-worker/entry.js, not worker-build\'s shim');
   const line = `bundle: ${files.join(', ')}: ${(raw / 1024).toFixed(1)} KiB, ${(gz / 1024).toFixed(1)} KiB gzip`;
   console.log(`     ${line}`);
   fs.writeFileSync(path.join(keepLogs, 'bundle-size.txt'), line + '\n');
