@@ -67,8 +67,20 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Randomness for retry jitter, which needs spread, not secrecy: a SplitMix64 stream seeded once
+/// per isolate from `getrandom`, so that an event does not cost a call out to
+/// `crypto.getRandomValues`. Guids still come from [`random_bytes`].
 fn random_u64() -> u64 {
-    u64::from_le_bytes(random_bytes::<8>())
+    thread_local! {
+        static JITTER: std::cell::Cell<u64> = std::cell::Cell::new(u64::from_le_bytes(random_bytes::<8>()));
+    }
+    JITTER.with(|state| {
+        let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(x);
+        let z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
 }
 
 /// A string entry of the environment: a var, a secret, or a TOML table (as JSON).

@@ -147,6 +147,9 @@ test('collect: bad inputs get their status and a message naming the problem', as
   expectError(await collect(big), 413, 'body', String(MAX_BODY));
   const bigChunked = await request('POST', `${worker}/collect`, { body: big, chunked: true, headers: { 'content-type': 'application/json', ...sign(big) } });
   expectError(bigChunked, 413, 'body', 'limit');
+  // One byte over the limit, of unknown length (see the next test for the limit itself).
+  const over = paddedTo(MAX_BODY + 1, 'over');
+  expectError(await request('POST', `${worker}/collect`, { body: over, chunked: true, headers: { 'content-type': 'application/json', ...sign(over) } }), 413, 'body', 'limit');
   expectError(await collect('{"conversion_type": "Lead",'), 400, 'body', 'JSON');
   expectError(await collect('[1,2]'), 400, 'body', 'object');
   expectError(await collect({ email: EMAIL }), 400, 'conversion_type', 'missing');
@@ -166,6 +169,22 @@ test('collect: bad inputs get their status and a message naming the problem', as
   expectError(await collect(good, { headers: { origin: 'https://evil.example' } }), 403, 'origin', 'not allowed');
   await sleep(500);
   eq((await sink.events()).length, 0, 'no event from a refused request');
+});
+
+/** A collect payload padded with trailing whitespace to exactly `size` bytes. */
+function paddedTo(size, tag) {
+  const b = JSON.stringify({ conversion_type: 'Lead', email: EMAIL, order_id: `chunked-${tag}-${Date.now()}` });
+  return b + ' '.repeat(size - b.length);
+}
+
+test('collect: a body of unknown length exactly at max_body_bytes is read whole and delivered', async () => {
+  // cf-worker/src/js.rs read_capped: a first read that fills its buffer, then a read with one
+  // byte more of room that finds the end.
+  const exact = paddedTo(MAX_BODY, 'exact');
+  const r = await request('POST', `${worker}/collect`, { body: exact, chunked: true, headers: { 'content-type': 'application/json', ...sign(exact) } });
+  eq(r.status, 202, `status (${r.text()})`);
+  const ev = await arrivesOnce(r.json().event_id);
+  eq(ev.order_id, JSON.parse(exact).order_id, 'order_id');
 });
 
 test('collect: CORS preflight and unsigned browser beacons from an allowed origin', async () => {
