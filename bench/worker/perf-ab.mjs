@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// perf A/B of two Worker bundles (a development aid for the benchmark, not part of it): starts
+// each under its own `wrangler dev` (as bench.mjs does: own sink, the same origin, state on
+// /dev/shm), then alternates: wrk on one Worker while `perf record -g` samples the workerd that
+// runs it, then the other. Prints requests per run and the perf.data files; read them with
+// `perf report --no-children --sort dso,sym` and divide by the requests. perf's view covers what
+// V8's profiler does not: workerd's own C++ (its APIs, KV, I/O), the kernel, V8's runtime.
+// JIT code (JS and wasm) shows as [JIT] without names.
+//   node bench/worker/perf-ab.mjs A/index.js B/index.js [collect|proxy|passthrough] [s] [rounds]
+// PERF_PREFIX (default /tmp/capi-perf-ab) names the perf.data files. Needs perf and wrk.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, root, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerGroups, writeWranglerConfig } from '../../tests/worker/lib.mjs';
+import { benchConfig } from './config.mjs';
+
+const [aMain, bMain, scenario = 'proxy', secondsArg = '8', roundsArg = '3'] = process.argv.slice(2);
+const seconds = Number(secondsArg);
+function wrk(base, script, secs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', ['-t', '2', '-c', '16', '-d', `${secs}s`, '-s', path.join(root, 'bench/worker', `${script}.lua`), base, '--', `p${Date.now()}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let o = '';
+    child.stdout.on('data', (c) => { o += c; });
+    child.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`wrk ${code}`))));
+  });
+}
+function workerdPid(pg) {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[2]) !== pg || !st.includes('(workerd)')) continue;
+      const args = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (args.some((a) => /^--socket-addr=entry=.*:0$/.test(a))) return d;
+    } catch { /* gone */ }
+  }
+  return null;
+}
+const work = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'capi-perf-ab-'));
+try {
+  const origin = await startOrigin(await freePort());
+  const ws = {};
+  for (const [name, main] of [['a', aMain], ['b', bMain]]) {
+    const sinkUrl = await startSink({ token: 'bench-token', record: path.join(work, `events-${name}.jsonl`), logFile: path.join(work, `sink-${name}.log`), bin: path.join(root, 'target/debug/capi') });
+    const vars = { CAPI_CONFIG: JSON.stringify(benchConfig(sinkUrl)), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
+    const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-perf-${name}`, main: path.resolve(main), vars, secrets: { CAPI_TOKEN: 'bench-token' } });
+    await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(work, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true });
+    ws[name] = { base: wranglerDirect[name], pid: workerdPid(wranglerGroups[name]) };
+    await wrk(ws[name].base, scenario, 3);
+  }
+  for (let r = 0; r < Number(roundsArg); r += 1) {
+    for (const name of r % 2 ? ['b', 'a'] : ['a', 'b']) {
+      const out = `${process.env.PERF_PREFIX || '/tmp/capi-perf-ab'}-${name}-${r}.data`;
+      const perf = spawn('perf', ['record', '-q', '-F', '1999', '-g', '-o', out, '-p', ws[name].pid, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+      const o = await wrk(ws[name].base, scenario, seconds);
+      await new Promise((res) => perf.on('exit', res));
+      const n = Number(/(\d+) requests in/.exec(o)[1]);
+      console.log(`${name} ${r} ${n} ${out}`);
+      await new Promise((res) => setTimeout(res, 1500));
+    }
+  }
+} finally {
+  await stopAll();
+  fs.rmSync(work, { recursive: true, force: true });
+}
+process.exit();
