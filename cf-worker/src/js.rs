@@ -266,15 +266,23 @@ export async function post(url, method, head, body, timeout_ms) {
       return [-1, p[i], null];
     }
   }
-  // The runtime's own timeout signal: no timer of ours to set and clear, no controller.
-  const signal = AbortSignal.timeout(timeout_ms);
+  // A timer of our own, cleared as soon as the answer is in: AbortSignal.timeout's timer would
+  // stay pending for the whole timeout after every delivery.
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeout_ms);
   try {
-    const resp = await fetch(url, { method, headers: h, body: body.slice(), signal });
+    const resp = await fetch(url, { method, headers: h, body: body.slice(), signal: controller.signal });
     const bytes = await read_small(resp);
-    if (signal.aborted) return [0, true, null];
+    if (timedOut) return [0, true, null];
     return [resp.status, resp.headers.get("retry-after"), bytes];
   } catch {
-    return [0, signal.aborted, null];
+    return [0, timedOut, null];
+  } finally {
+    clearTimeout(timer);
   }
 }
 "#)]
