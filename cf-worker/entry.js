@@ -42,25 +42,6 @@ addEventListener("error", (e) => {
   handleMaybeCritical(e.error);
 });
 
-// wasm-bindgen's future executor (js-sys's futures queue) schedules every wake-up of a Rust future
-// with `queueMicrotask` whenever the global has one. workerd's `queueMicrotask` wraps each
-// callback in a jsg function with its own handles and async-context scope: perf put it at
-// ~160 µs of workerd CPU per proxied checkout (bench/worker/perf-ab.mjs, the Rust Worker's
-// plumbing against the JavaScript Worker's). V8's own microtask queue runs the same callback at
-// the same checkpoint, for the cost of a `then` on a settled promise. A trap inside the callback
-// still reaches the panic recovery above.
-const settled = Promise.resolve();
-globalThis.queueMicrotask = (callback) => {
-  settled.then(() => {
-    try {
-      callback();
-    } catch (e) {
-      handleMaybeCritical(e);
-      throw e;
-    }
-  });
-};
-
 export default {
   fetch(request, env, ctx) {
     checkReinitialize();
