@@ -14,17 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, root, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerGroups, writeWranglerConfig } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
+import { wrk } from './load.mjs';
 
 const [aMain, bMain, scenario = 'proxy', secondsArg = '8', roundsArg = '3'] = process.argv.slice(2);
 const seconds = Number(secondsArg);
-function wrk(base, script, secs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t', '2', '-c', '16', '-d', `${secs}s`, '-s', path.join(root, 'bench/worker', `${script}.lua`), base, '--', `p${Date.now()}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let o = '';
-    child.stdout.on('data', (c) => { o += c; });
-    child.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`wrk ${code}`))));
-  });
-}
 function workerdPid(pg) {
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;

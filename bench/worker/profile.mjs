@@ -5,7 +5,6 @@
 // sampled CPU per request and the functions with the most self time.
 //   node bench/worker/profile.mjs rust|js|baseline collect|proxy|passthrough [seconds] [out.cpuprofile]
 // bench/worker/run.sh's build must have run (cf-worker/build/, target/debug/capi).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import {
   freePort, request, root, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerInspectors, writeWranglerConfig,
 } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
+import { wrk } from './load.mjs';
 
 const [which = 'rust', scenario = 'passthrough', secondsArg = '10', outFile] = process.argv.slice(2);
 const seconds = Number(secondsArg);
@@ -23,14 +23,6 @@ const mains = {
   baseline: 'bench/worker/baseline/index.js',
 };
 
-function wrk(base, script, secs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t', '2', '-c', '16', '-d', `${secs}s`, '-s', path.join(root, 'bench/worker', `${script}.lua`), base, '--', `p${Date.now()}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (c) => { out += c; });
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk ${code}`))));
-  });
-}
 
 function session(url) {
   const ws = new WebSocket(url);
