@@ -41,9 +41,9 @@ const ALL_SCENARIOS = [
 const SCENARIOS = process.env.BENCH_SCENARIOS ? ALL_SCENARIOS.filter((s) => process.env.BENCH_SCENARIOS.split(',').some((w) => s.name.includes(w))) : ALL_SCENARIOS;
 
 // Miniflare keeps KV values as files under the state directory: on a disk, each put allocates an
-// inode, and ext4's inode search (after many deletes) showed up as up to a fifth of the Worker
-// workerd's CPU in one run and not in the next. On tmpfs (BENCH_STATE_DIR, default /dev/shm when
-// it exists) both Workers pay the same small cost.
+// inode, and ext4's inode search (after many deletes) took ~15 % of one Worker's workerd CPU in
+// one perf run and none of the other's. On tmpfs (BENCH_STATE_DIR, default /dev/shm when it
+// exists) both Workers pay the same small cost.
 const stateBase = process.env.BENCH_STATE_DIR || (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
 const work = fs.mkdtempSync(path.join(stateBase, 'capi-worker-bench-'));
 const logs = path.join(root, 'target/worker-bench');
