@@ -72,11 +72,12 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\",\"event_id\":\"");
     write_escaped(&e.event_id, out);
     out.extend_from_slice(b"\",\"ids\":[");
-    for (i, id) in e.ids.iter().enumerate() {
-        out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
-        write_escaped(&id.id, out);
-        out.extend_from_slice(id_name_tail(id.name));
-    }
+    write_id_objects(
+        e.ids
+            .iter()
+            .map(|id| (id.id.as_str(), id_name_tail(id.name))),
+        out,
+    );
     out.push(b']');
     if let Some(ua) = &e.user_agent {
         write_user_agent(ua, out);
@@ -98,11 +99,12 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
     }
     if !e.click_ids.is_empty() {
         out.extend_from_slice(b",\"click_ids\":[");
-        for (i, c) in e.click_ids.iter().enumerate() {
-            out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
-            write_escaped(&c.id, out);
-            out.extend_from_slice(click_id_name_tail(c.name));
-        }
+        write_id_objects(
+            e.click_ids
+                .iter()
+                .map(|c| (c.id.as_str(), click_id_name_tail(c.name))),
+            out,
+        );
         out.push(b']');
     }
     if let Some(ip) = &e.client_ip_address {
@@ -115,6 +117,16 @@ pub fn write_event(e: &ConversionEvent, out: &mut Vec<u8>) {
 }
 
 /// `","name":"…"}`: the end of an `ids` entry, after its id.
+/// `{"id":"…","name":"…"}` objects, comma-separated: each item's id (escaped) and the literal
+/// that closes its object (the name, a fixed enum text).
+fn write_id_objects<'a>(items: impl Iterator<Item = (&'a str, &'static [u8])>, out: &mut Vec<u8>) {
+    for (i, (id, tail)) in items.enumerate() {
+        out.extend_from_slice(if i > 0 { b",{\"id\":\"" } else { b"{\"id\":\"" });
+        write_escaped(id, out);
+        out.extend_from_slice(tail);
+    }
+}
+
 fn id_name_tail(name: IdName) -> &'static [u8] {
     match name {
         IdName::Guid => b"\",\"name\":\"Guid\"}",

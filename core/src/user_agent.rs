@@ -444,19 +444,24 @@ const fn token_prefixes() -> [u64; TOKENS.len()] {
     out
 }
 
+/// The k-th case-insensitive token (`k < CI_TOKEN_COUNT`), as [`ci_token`] numbers them.
+/// Compile time only.
+const fn ci_token_at(k: usize) -> &'static str {
+    if k < KNOWN_BOTS.len() {
+        KNOWN_BOTS[k].0
+    } else {
+        BOT_WORDS[k - KNOWN_BOTS.len()]
+    }
+}
+
 /// The lower-cased prefix word of each case-insensitive token (see [`ci_token`]). Compile
 /// time only.
 const fn ci_token_prefixes() -> [u64; CI_TOKEN_COUNT] {
     let mut out = [0u64; CI_TOKEN_COUNT];
     let mut k = 0;
-    while k < KNOWN_BOTS.len() {
-        out[k] = prefix(KNOWN_BOTS[k].0, true);
+    while k < CI_TOKEN_COUNT {
+        out[k] = prefix(ci_token_at(k), true);
         k += 1;
-    }
-    let mut j = 0;
-    while j < BOT_WORDS.len() {
-        out[KNOWN_BOTS.len() + j] = prefix(BOT_WORDS[j], true);
-        j += 1;
     }
     out
 }
@@ -465,14 +470,9 @@ const fn ci_token_prefixes() -> [u64; CI_TOKEN_COUNT] {
 const fn ci_folds() -> [u64; CI_TOKEN_COUNT] {
     let mut out = [0u64; CI_TOKEN_COUNT];
     let mut k = 0;
-    while k < KNOWN_BOTS.len() {
-        out[k] = fold_bits(KNOWN_BOTS[k].0);
+    while k < CI_TOKEN_COUNT {
+        out[k] = fold_bits(ci_token_at(k));
         k += 1;
-    }
-    let mut j = 0;
-    while j < BOT_WORDS.len() {
-        out[KNOWN_BOTS.len() + j] = fold_bits(BOT_WORDS[j]);
-        j += 1;
     }
     out
 }
@@ -481,14 +481,9 @@ const fn ci_folds() -> [u64; CI_TOKEN_COUNT] {
 const fn ci_lens() -> [u8; CI_TOKEN_COUNT] {
     let mut out = [0u8; CI_TOKEN_COUNT];
     let mut k = 0;
-    while k < KNOWN_BOTS.len() {
-        out[k] = KNOWN_BOTS[k].0.len() as u8;
+    while k < CI_TOKEN_COUNT {
+        out[k] = ci_token_at(k).len() as u8;
         k += 1;
-    }
-    let mut j = 0;
-    while j < BOT_WORDS.len() {
-        out[KNOWN_BOTS.len() + j] = BOT_WORDS[j].len() as u8;
-        j += 1;
     }
     out
 }
