@@ -233,25 +233,9 @@ async function read_small(response) {
       return new Uint8Array(await response.arrayBuffer());
     }
     if (!response.body) return EMPTY;
-    const reader = response.body.getReader();
-    const chunks = [];
-    let n = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      n += value.length;
-      if (n > 8192) {
-        while (n <= 1048576) {
-          const r = await reader.read();
-          if (r.done) return EMPTY;
-          n += r.value.length;
-        }
-        reader.cancel().catch(() => {});
-        return EMPTY;
-      }
-      chunks.push(value);
-    }
-    return concat(chunks, n);
+    // Up to 8 KiB; past that (or broken) nothing, the rest read and dropped as read_capped does.
+    const bytes = await read_capped(response.body, 8192);
+    return bytes instanceof Uint8Array ? bytes : EMPTY;
   } catch {
     return EMPTY;
   }
