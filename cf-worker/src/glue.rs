@@ -15,13 +15,13 @@ use js_sys::{Reflect, Uint8Array};
 use serde_json::json;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use worker::{
     AnalyticsEngineDataPointBuilder, Context, Env, MessageBatch, MessageBuilder, MessageExt,
     QueueRetryOptionsBuilder, RawMessage, event,
 };
 
 use crate::edge::{self, Reject};
+use crate::exec;
 use crate::js;
 use crate::message::{self, RetryMessage};
 use crate::settings::{Settings, names};
@@ -226,7 +226,7 @@ async fn read_capped(
     let Some(stream) = stream else {
         return Ok(Vec::new());
     };
-    let read = JsFuture::from(js::read_capped(&stream, max as f64))
+    let read = exec::wait(js::read_capped(&stream, max as f64))
         .await
         .map_err(|_| BodyError::Broken)?;
     match read.as_f64() {
@@ -274,7 +274,7 @@ async fn read_copy(tee: Tee, length: Option<usize>, max: usize) -> Result<Vec<u8
         }
         Some(_) => {
             let p = tee.array_buffer().map_err(|_| BodyError::Broken)?;
-            let buf = JsFuture::from(p).await.map_err(|_| BodyError::Broken)?;
+            let buf = exec::wait(p).await.map_err(|_| BodyError::Broken)?;
             Ok(Uint8Array::new(&buf).to_vec())
         }
         None => read_capped(tee.body(), max).await,
@@ -284,7 +284,7 @@ async fn read_copy(tee: Tee, length: Option<usize>, max: usize) -> Result<Vec<u8
 /// A request body of known length (already checked against the limit): one promise.
 async fn read_known(raw: &web_sys::Request, max: usize) -> Result<Vec<u8>, BodyError> {
     let p = raw.array_buffer().map_err(|_| BodyError::Broken)?;
-    let buf = JsFuture::from(p).await.map_err(|_| BodyError::Broken)?;
+    let buf = exec::wait(p).await.map_err(|_| BodyError::Broken)?;
     let arr = Uint8Array::new(&buf);
     if arr.length() as usize > max {
         return Err(BodyError::TooLarge);
@@ -308,18 +308,26 @@ fn internal_error(e: &worker::Error) -> JsValue {
     respond(500, &[], Some(r#"{"error":"internal error"}"#)).map_or(JsValue::NULL, JsValue::from)
 }
 
-fn settle_response(r: worker::Result<web_sys::Response>) -> Result<JsValue, JsValue> {
-    Ok(match r {
+fn settle_response(r: worker::Result<web_sys::Response>) -> JsValue {
+    match r {
         Ok(resp) => resp.into(),
         Err(e) => internal_error(&e),
-    })
+    }
+}
+
+/// `ctx.waitUntil` for a future run on [`exec`].
+fn wait_until(ctx: &worker::worker_sys::Context, work: impl Future<Output = ()> + 'static) {
+    let done = exec::spawn_promise(async move {
+        work.await;
+        JsValue::UNDEFINED
+    });
+    let _ = ctx.wait_until(&done);
 }
 
 /// The Worker's `fetch` handler (exported by hand rather than with `#[event(fetch)]`: a request
 /// that only passes through returns the origin's promise directly, with no Rust future).
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
-    let ctx = Context::new(ctx);
     let l = load(&env);
     // Method, URL and the headers that cookies and consent read, in one crossing.
     let head = RequestHead::parse(&js::request_head(&req));
@@ -333,14 +341,14 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
                 &[],
                 &json!({ "error": format!("worker settings: {e}") }),
             );
-            return js_sys::Promise::resolve(&settle_response(r).unwrap_or(JsValue::NULL));
+            return js_sys::Promise::resolve(&settle_response(r));
         }
     };
     if settings.collect_path.as_deref() == Some(path) {
         let l = l.clone();
-        return wasm_bindgen_futures::future_to_promise(async move {
+        return exec::spawn_promise(async move {
             let Ok(settings) = &l.settings else {
-                return Ok(JsValue::NULL);
+                return JsValue::NULL;
             };
             settle_response(collect(&req, &head.method, &l, settings, &env, &ctx).await)
         });
@@ -348,9 +356,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
     if path == "/_capi/stats"
         && let Some(token) = &l.admin_token
     {
-        return js_sys::Promise::resolve(
-            &settle_response(stats(&req, token)).unwrap_or(JsValue::NULL),
-        );
+        return js_sys::Promise::resolve(&settle_response(stats(&req, token)));
     }
     match proxy_prepare(&req, head.method, head.headers, host, pq, &l, settings) {
         Err(e) => js_sys::Promise::resolve(&internal_error(&e)),
@@ -365,7 +371,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
         Ok(p) => {
             let host = host.to_owned();
             let pq = pq.to_owned();
-            wasm_bindgen_futures::future_to_promise(async move {
+            exec::spawn_promise(async move {
                 settle_response(proxy_finish(req, p, &host, &pq, &l, &env, &ctx).await)
             })
         }
@@ -411,7 +417,7 @@ async fn collect(
     l: &Loaded,
     settings: &Settings,
     env: &Env,
-    ctx: &Context,
+    ctx: &worker::worker_sys::Context,
 ) -> worker::Result<web_sys::Response> {
     let headers = wire::parse_headers(&js::request_headers(raw));
     let origin = header(&headers, "origin").map(str::to_owned);
@@ -520,7 +526,9 @@ async fn collect(
                 .text("type", x.event.conversion_type.as_str())
                 .list("ids_skipped", &skipped));
             let env = env.clone();
-            ctx.wait_until(async move { deliver_new(&env, &config, x.event, "collect").await });
+            wait_until(ctx, async move {
+                deliver_new(&env, &config, x.event, "collect").await
+            });
             json_response(
                 202,
                 &cors,
@@ -633,7 +641,7 @@ async fn proxy_finish(
     pq: &str,
     l: &Loaded,
     env: &Env,
-    ctx: &Context,
+    ctx: &worker::worker_sys::Context,
 ) -> worker::Result<web_sys::Response> {
     let Prepared {
         method,
@@ -651,7 +659,7 @@ async fn proxy_finish(
             "the upstream request could not be built".into(),
         ));
     }
-    let resp: web_sys::Response = match JsFuture::from(js_sys::Promise::from(sent)).await {
+    let resp: web_sys::Response = match exec::wait(js_sys::Promise::from(sent)).await {
         Ok(r) => r.unchecked_into(),
         Err(_) => {
             log(Line::new("error", "origin_unreachable"));
@@ -684,7 +692,7 @@ async fn proxy_finish(
                 response_copy,
             };
             let (env, config) = (env.clone(), config.clone());
-            ctx.wait_until(async move { observe(&env, &config, job).await });
+            wait_until(ctx, async move { observe(&env, &config, job).await });
         }
     }
     // A tee nobody will read would keep the request body buffered.
@@ -880,7 +888,7 @@ async fn attempt(config: &PluginConfig, events: &[ConversionEvent]) -> Result<Ou
         &req.body,
         f64::from(config.destination.timeout_ms),
     );
-    let answer: js_sys::Array = JsFuture::from(sent)
+    let answer: js_sys::Array = exec::wait(sent)
         .await
         .map_err(|_| "the destination request failed".to_owned())?
         .unchecked_into();
@@ -943,7 +951,7 @@ async fn deliver_new(env: &Env, config: &PluginConfig, event: ConversionEvent, s
     {
         // Read, then write "pending" unless present: one promise.
         let key = dedup_key(&event.event_id);
-        let claim = JsFuture::from(js::kv_claim(kv, &key, dedup_ttl_s(config) as f64)).await;
+        let claim = exec::wait(js::kv_claim(kv, &key, dedup_ttl_s(config) as f64)).await;
         match claim.ok().and_then(|v| v.as_f64()).unwrap_or(2.0) as u8 {
             1 => {
                 dropped(
@@ -1079,7 +1087,7 @@ async fn settle(
                 && config.limits.dedup_window_ms > 0
             {
                 let ttl = dedup_ttl_s(config) as f64;
-                let _ = JsFuture::from(js::kv_put(kv, &dedup_key(&id), "delivered", ttl)).await;
+                let _ = exec::wait(js::kv_put(kv, &dedup_key(&id), "delivered", ttl)).await;
             }
             Settled::Done
         }
@@ -1110,7 +1118,7 @@ async fn settle(
 /// An event that will not be delivered no longer blocks a corrected resubmission.
 async fn forget(kv: Option<&JsValue>, event_id: &str) {
     if let Some(kv) = kv {
-        let _ = JsFuture::from(js::kv_delete(kv, &dedup_key(event_id))).await;
+        let _ = exec::wait(js::kv_delete(kv, &dedup_key(event_id))).await;
     }
 }
 
@@ -1216,7 +1224,7 @@ pub async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> work
     for (raw, m) in work {
         let delivered = match &kv {
             Some(kv) if config.limits.dedup_window_ms > 0 => {
-                JsFuture::from(js::kv_get(kv, &dedup_key(&m.event.event_id)))
+                exec::wait(js::kv_get(kv, &dedup_key(&m.event.event_id)))
                     .await
                     .ok()
                     .and_then(|v| v.as_string())

@@ -88,6 +88,31 @@ export function respond(status, head, body) {
   }
 }
 
+// The executor's side (crate::exec): `resume` is its one closure, installed once per instance.
+let resume = null;
+
+export function install_resume(f) {
+  resume = f;
+}
+
+export function await_promise(promise, index, generation) {
+  const r = resume;
+  promise.then((v) => r(0, index, generation, v), (e) => r(1, index, generation, e));
+}
+
+export function repoll(index, generation) {
+  const r = resume;
+  queueMicrotask(() => r(2, index, generation, undefined));
+}
+
+export function deferred() {
+  let resolve;
+  const promise = new Promise((r) => {
+    resolve = r;
+  });
+  return [promise, resolve];
+}
+
 export function log_line(text) {
   queueMicrotask(() => console.log(text));
 }
@@ -291,6 +316,15 @@ extern "C" {
     /// A response of ours: headers packed by [`crate::wire::pack_headers`], a JSON body or none;
     /// `null` when it cannot be built.
     pub fn respond(status: u16, head: &str, body: Option<&str>) -> JsValue;
+    /// Installs the executor's callback ([`crate::exec`]).
+    pub fn install_resume(f: &js_sys::Function);
+    /// Calls the executor's callback with (0, index, generation, value) when the promise
+    /// resolves, (1, .., reason) when it rejects.
+    pub fn await_promise(promise: &js_sys::Promise, index: u32, generation: u32);
+    /// Calls the executor's callback with (2, index, generation) from a microtask.
+    pub fn repoll(index: u32, generation: u32);
+    /// `[promise, resolve]`.
+    pub fn deferred() -> js_sys::Array;
     /// `console.log` from a microtask: with an inspector attached (wrangler dev, `wrangler
     /// tail`) the runtime records the caller's stack with every message, and the Worker's async
     /// Rust stack is deep.

@@ -17,6 +17,8 @@ pub mod telemetry;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
+mod exec;
+#[cfg(target_arch = "wasm32")]
 mod glue;
 #[cfg(target_arch = "wasm32")]
 mod js;
