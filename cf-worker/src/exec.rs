@@ -60,6 +60,8 @@ thread_local! {
     static FREE_TASKS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static WAITS: RefCell<Vec<WaitSlot>> = const { RefCell::new(Vec::new()) };
     static FREE_WAITS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Tasks spawned since the instance started (for `/_capi/stats`).
+    static SPAWNED: Cell<u64> = const { Cell::new(0) };
     /// Whether [`resume`] is installed in the JS helpers for this instance (a fresh instance after
     /// a trap starts with `false` and installs its own).
     static INSTALLED: Cell<bool> = const { Cell::new(false) };
@@ -248,9 +250,28 @@ fn wake_task(index: u32, generation: u32) {
     }
 }
 
+/// What the executor holds: `(tasks spawned, tasks not finished, promises awaited and not yet
+/// taken)`. With no request in flight the last two are 0; anything else is a leak.
+pub fn usage() -> (u64, usize, usize) {
+    let live_tasks = TASKS.with(|t| {
+        t.borrow()
+            .iter()
+            .filter(|s| s.future.is_some() || s.running)
+            .count()
+    });
+    let live_waits = WAITS.with(|w| {
+        w.borrow()
+            .iter()
+            .filter(|s| !matches!(s.state, WaitState::Free))
+            .count()
+    });
+    (SPAWNED.with(Cell::get), live_tasks, live_waits)
+}
+
 /// Runs a future to completion on this executor; its first poll happens now.
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
     install();
+    SPAWNED.with(|n| n.set(n.get() + 1));
     let future: Task = Box::pin(future);
     let reused = FREE_TASKS.with(|f| f.borrow_mut().pop());
     let (index, generation) = TASKS.with(|t| {

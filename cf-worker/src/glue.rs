@@ -401,10 +401,15 @@ fn stats(raw: &web_sys::Request, token: &str) -> worker::Result<web_sys::Respons
     }
     let counters = COUNTERS.with(|c| c.borrow().clone());
     let remembered = DEDUP.with(|d| d.borrow().as_ref().map_or(0, DedupWindow::len));
+    let (spawned, tasks, waits) = exec::usage();
     json_response(
         200,
         &[],
-        &json!({ "counters": counters, "dedup_remembered": remembered }),
+        &json!({
+            "counters": counters,
+            "dedup_remembered": remembered,
+            "executor": { "spawned": spawned, "tasks": tasks, "waits": waits },
+        }),
     )
 }
 

@@ -428,6 +428,16 @@ test('stats: counters behind the admin token', async () => {
   const c = r.json().counters;
   for (const k of ['matched', 'collected', 'sent', 'delivered', 'retried', 'dropped', 'refused', 'consent_skipped']) assert(k in c, `counter ${k}`);
   assert(c.delivered > 0 && c.retried > 0 && c.collected > 0 && c.matched > 0 && c.refused > 0, `counters moved: ${JSON.stringify(c)}`);
+  // The Worker's executor (cf-worker/src/exec.rs): every task it ran has finished and every
+  // promise it awaited has been taken, once the traffic of the tests above has settled.
+  let ex = r.json().executor;
+  for (let i = 0; i < 20 && (ex.tasks || ex.waits); i += 1) {
+    await sleep(250);
+    ex = (await request('GET', `${worker}/_capi/stats`, { fresh: true, headers: { authorization: `Bearer ${SECRETS.CAPI_ADMIN_TOKEN}` } })).json().executor;
+  }
+  assert(ex.spawned >= c.collected + c.matched, `the executor ran the handlers' work: ${JSON.stringify(ex)}`);
+  eq(ex.tasks, 0, 'executor tasks left unfinished');
+  eq(ex.waits, 0, 'executor promise slots left in use');
 });
 
 test('logs: structured JSON without raw email, phone or secrets', async () => {
