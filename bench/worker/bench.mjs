@@ -59,6 +59,8 @@ function parseWrk(out) {
     if (!m) return NaN;
     return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
   };
+  // A report without its figures must stop the run, not turn a median into NaN.
+  if (!/Requests\/sec:/.test(out)) throw new Error(`wrk printed no report:\n${out}`);
   return {
     rps: num(/Requests\/sec:\s+([\d.]+)/),
     p50: lat(50),
@@ -78,7 +80,9 @@ function wrk(base, script, seconds, runId) {
     child.stdout.on('data', (c) => { out += c; });
     child.stderr.on('data', (c) => { err += c; });
     const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
-    child.on('exit', (code) => {
+    // 'close', not 'exit': 'exit' can come before the last of stdout has been read (one run
+    // lost a whole wrk report that way).
+    child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(out);
       else reject(new Error(`wrk failed (${code}): ${err || out}`));

@@ -10,6 +10,7 @@ export function wrk(base, script, secs) {
     const child = spawn('wrk', ['-t', '2', '-c', '16', '-d', `${secs}s`, '-s', path.join(root, 'bench/worker', `${script}.lua`), base, '--', `p${Date.now()}`], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c) => { out += c; });
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk ${code}`))));
+    // 'close': after stdout has been read to its end ('exit' can come first).
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk ${code}`))));
   });
 }
