@@ -5,7 +5,9 @@
 // runs it, then the other. Prints requests per run and the perf.data files; read them with
 // `perf report --no-children --sort dso,sym` and divide by the requests. perf's view covers what
 // V8's profiler does not: workerd's own C++ (its APIs, KV, I/O), the kernel, V8's runtime.
-// JIT code (JS and wasm) shows as [JIT] without names.
+// JIT code (JS and wasm) shows as [JIT] without names, unless bench/worker/v8-perf-map.sh is on
+// and CAPI_V8_FLAGS=--perf-basic-prof is set. bench/worker/perf-summary.mjs sums the files by
+// category per request.
 //   node bench/worker/perf-ab.mjs A/index.js B/index.js [collect|proxy|passthrough] [s] [rounds]
 // PERF_PREFIX (default /tmp/capi-perf-ab) names the perf.data files. Needs perf and wrk.
 import { spawn } from 'node:child_process';
