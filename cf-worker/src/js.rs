@@ -24,11 +24,14 @@ function block(headers, names) {
   return s;
 }
 
-function unpack(text) {
-  const h = new Headers();
+// Header pairs for a Response or fetch init: a list of [name, value] keeps repeated names, and
+// unlike a Headers object it is not built once here and copied again by the constructor (each
+// Headers is a C++ object with its own allocations in workerd).
+function pairs(text) {
+  const out = [];
   const p = text.split("\n");
-  for (let i = 0; i + 1 < p.length; i += 2) h.append(p[i], p[i + 1]);
-  return h;
+  for (let i = 0; i + 1 < p.length; i += 2) out.push([p[i], p[i + 1]]);
+  return out;
 }
 
 export function request_head(request) {
@@ -80,8 +83,8 @@ export function with_cookies(response, cookies) {
 
 export function respond(status, head, body) {
   try {
-    const h = unpack(head);
-    if (body !== undefined) h.set("content-type", "application/json");
+    const h = pairs(head);
+    if (body !== undefined) h.push(["content-type", "application/json"]);
     return new Response(body === undefined ? null : body, { status, headers: h });
   } catch {
     return null;
@@ -266,16 +269,21 @@ async function read_small(response) {
   }
 }
 
-export async function post(url, method, head, body, timeout_ms) {
+// The name of the first header that a Headers object refuses, or null.
+function invalid_header(list) {
   const h = new Headers();
-  const p = head.split("\n");
-  for (let i = 0; i + 1 < p.length; i += 2) {
+  for (const [k, v] of list) {
     try {
-      h.append(p[i], p[i + 1]);
+      h.append(k, v);
     } catch {
-      return [-1, p[i], null];
+      return k;
     }
   }
+  return null;
+}
+
+export async function post(url, method, head, body, timeout_ms) {
+  const h = pairs(head);
   // A timer of our own, cleared as soon as the answer is in: AbortSignal.timeout's timer would
   // stay pending for the whole timeout after every delivery.
   const controller = new AbortController();
@@ -289,8 +297,10 @@ export async function post(url, method, head, body, timeout_ms) {
     const bytes = await read_small(resp);
     if (timedOut) return [0, true, null];
     return [resp.status, resp.headers.get("retry-after"), bytes];
-  } catch {
-    return [0, timedOut, null];
+  } catch (e) {
+    // A header the runtime refuses is a configuration error, not a delivery failure: name it.
+    const name = !timedOut && e instanceof TypeError ? invalid_header(h) : null;
+    return name === null ? [0, timedOut, null] : [-1, name, null];
   } finally {
     clearTimeout(timer);
   }
