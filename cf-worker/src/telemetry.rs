@@ -4,8 +4,8 @@
 //! Secrets never reach this module.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 /// Counts since this isolate started (Workers keep no global memory: each isolate counts its
 /// own; Analytics Engine, when bound, aggregates across them).
@@ -79,56 +79,123 @@ fn flush_run(out: &mut String, run: &mut String) {
     run.clear();
 }
 
-/// One structured log line.
-#[derive(Debug, Default)]
+/// One structured log line, written as it is built: `{"component":"capi-worker","level":..,
+/// "msg":..` then each field in the order added (a map of JSON values cost an allocation per
+/// key and per value, on every event).
+#[derive(Debug)]
 pub struct Line {
-    map: Map<String, Value>,
+    json: Vec<u8>,
 }
 
 impl Line {
     pub fn new(level: &str, msg: &str) -> Self {
-        let mut map = Map::new();
-        map.insert("level".into(), Value::from(level));
-        map.insert("msg".into(), Value::from(msg));
-        map.insert("component".into(), Value::from("capi-worker"));
-        Self { map }
+        let mut json = Vec::with_capacity(160);
+        json.extend_from_slice(br#"{"component":"capi-worker""#);
+        let mut line = Self { json };
+        line.key("level");
+        line.string(level);
+        line.key("msg");
+        line.string(msg);
+        line
+    }
+
+    fn key(&mut self, key: &str) {
+        self.json.push(b',');
+        self.string(key);
+        self.json.push(b':');
+    }
+
+    /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7).
+    fn string(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.json.push(b'"');
+        for &b in s.as_bytes() {
+            match b {
+                b'"' => self.json.extend_from_slice(b"\\\""),
+                b'\\' => self.json.extend_from_slice(b"\\\\"),
+                b'\n' => self.json.extend_from_slice(b"\\n"),
+                b'\r' => self.json.extend_from_slice(b"\\r"),
+                b'\t' => self.json.extend_from_slice(b"\\t"),
+                0..=0x1f => self.json.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]),
+                _ => self.json.push(b),
+            }
+        }
+        self.json.push(b'"');
     }
 
     /// A free-text field (scrubbed).
     pub fn text(mut self, key: &str, value: &str) -> Self {
-        self.map.insert(key.into(), Value::from(scrub(value)));
+        self.key(key);
+        self.string(&scrub(value));
         self
     }
 
     /// An event id: the core derives it as SHA-256 hex; anything else is dropped.
     pub fn event_id(mut self, id: &str) -> Self {
         if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            self.map.insert("event_id".into(), Value::from(id));
+            self.key("event_id");
+            self.string(id);
         }
         self
     }
 
     pub fn num(mut self, key: &str, value: i64) -> Self {
-        self.map.insert(key.into(), Value::from(value));
+        self.key(key);
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.json, "{value}");
         self
     }
 
     pub fn list(mut self, key: &str, values: &[&str]) -> Self {
-        self.map.insert(
-            key.into(),
-            Value::from(values.iter().map(|v| scrub(v)).collect::<Vec<_>>()),
-        );
+        self.key(key);
+        self.json.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.json.push(b',');
+            }
+            self.string(&scrub(v));
+        }
+        self.json.push(b']');
         self
     }
 
-    pub fn render(&self) -> String {
-        serde_json::to_string(&self.map).unwrap_or_default()
+    pub fn render(mut self) -> String {
+        self.json.push(b'}');
+        // Only &str bytes (escaped), ASCII punctuation and digits went in: valid UTF-8.
+        String::from_utf8(self.json).unwrap_or_default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn lines_escape_text_and_keep_field_order() {
+        let l = Line::new("warn", "extract_failed")
+            .text("error", "bad \"quote\" \\ back\nslash \u{1} é")
+            .list("ids_skipped", &["email", "ph\"one"])
+            .list("none", &[])
+            .num("neg", -42);
+        let text = l.render();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"], "bad \"quote\" \\ back\nslash \u{1} é");
+        assert_eq!(v["ids_skipped"], serde_json::json!(["email", "ph\"one"]));
+        assert_eq!(v["none"], serde_json::json!([]));
+        assert_eq!(v["neg"], -42);
+        assert!(text.starts_with(
+            r#"{"component":"capi-worker","level":"warn","msg":"extract_failed","error":"#
+        ));
+        assert!(!text.contains('\n'), "one line");
+    }
 
     #[test]
     fn scrub_masks_emails_and_phones() {
