@@ -182,7 +182,11 @@ async function main() {
     for (const sc of SCENARIOS) {
       const tag = `${round}${Date.now().toString(36)}`;
       // Head to head: both Workers loaded at the same time share whatever else the machine does.
-      const [rr, jr] = await measure([workers.rust, workers.js], sc, `h${tag}`);
+      // Which wrk starts first alternates per round (a same-code run came out behind in the
+      // first slot).
+      const pair = round % 2 === 0 ? [workers.rust, workers.js] : [workers.js, workers.rust];
+      const both = await measure(pair, sc, `h${tag}`);
+      const [rr, jr] = round % 2 === 0 ? both : [both[1], both[0]];
       push('h2h', sc, 'rust', rr);
       push('h2h', sc, 'js', jr);
       // Solo, the order alternating per round, the baseline included.
