@@ -1,9 +1,10 @@
 //! JavaScript helpers of the Worker glue. Each does in one call what would otherwise take
 //! several JS↔wasm crossings (every crossing with a string copies it between UTF-16 and UTF-8)
-//! or several awaited promises (every `JsFuture` allocates two closures and a wake-up): the
+//! or several awaited promises (each a round trip through the executor, [`crate::exec`]): the
 //! request head and headers as one string ([`crate::wire`]), the forward to the origin, our
-//! responses, KV dedup, the destination request with its timeout, and log lines. They hold no
-//! logic of their own beyond the I/O: every decision stays in Rust and capi-core.
+//! responses, KV dedup, the destination request with its timeout, and log lines; and the
+//! executor's side of an await. They hold no logic of their own beyond the I/O: every decision
+//! stays in Rust and capi-core.
 
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
