@@ -105,29 +105,8 @@ impl Line {
         self.json.push(b':');
     }
 
-    /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7).
     fn string(&mut self, s: &str) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        self.json.push(b'"');
-        for &b in s.as_bytes() {
-            match b {
-                b'"' => self.json.extend_from_slice(b"\\\""),
-                b'\\' => self.json.extend_from_slice(b"\\\\"),
-                b'\n' => self.json.extend_from_slice(b"\\n"),
-                b'\r' => self.json.extend_from_slice(b"\\r"),
-                b'\t' => self.json.extend_from_slice(b"\\t"),
-                0..=0x1f => self.json.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ]),
-                _ => self.json.push(b),
-            }
-        }
-        self.json.push(b'"');
+        capi_core::encode::write_str(s, &mut self.json);
     }
 
     /// A free-text field (scrubbed).
@@ -168,7 +147,7 @@ impl Line {
 
     pub fn render(mut self) -> String {
         self.json.push(b'}');
-        // Only &str bytes (escaped), ASCII punctuation and digits went in: valid UTF-8.
+        // Only escaped &str bytes, ASCII punctuation and digits went in: valid UTF-8.
         String::from_utf8(self.json).unwrap_or_default()
     }
 }

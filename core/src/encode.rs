@@ -247,9 +247,9 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// A JSON string with serde_json's escaping: `"` and `\\` and control characters only; all
-/// else (including non-ASCII and DEL) as is.
-#[cfg(test)]
-fn write_str(s: &str, out: &mut Vec<u8>) {
+/// else (including non-ASCII and DEL) as is. Public for the adapters' own JSON (the Worker's log
+/// lines).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     write_escaped(s, out);
     out.push(b'"');
