@@ -34,32 +34,71 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 const REJECTED: u32 = 1;
 const REPOLL: u32 = 2;
 
+/// Entries addressed by `(index, generation)`; a freed index is reused with the next
+/// generation, so an old key finds nothing.
+struct Slab<T> {
+    entries: Vec<(u32, Option<T>)>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, value: T) -> (u32, u32) {
+        if let Some(index) = self.free.pop()
+            && let Some((generation, slot)) = self.entries.get_mut(index as usize)
+        {
+            *slot = Some(value);
+            return (index, *generation);
+        }
+        self.entries.push((0, Some(value)));
+        ((self.entries.len() - 1) as u32, 0)
+    }
+
+    fn get_mut(&mut self, index: u32, generation: u32) -> Option<&mut T> {
+        match self.entries.get_mut(index as usize) {
+            Some((g, slot)) if *g == generation => slot.as_mut(),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, index: u32, generation: u32) -> Option<T> {
+        let (g, slot) = self.entries.get_mut(index as usize)?;
+        if *g != generation {
+            return None;
+        }
+        let value = slot.take()?;
+        *g = g.wrapping_add(1);
+        self.free.push(index);
+        Some(value)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+}
+
 struct TaskSlot {
-    generation: u32,
-    /// `None` while the slot is free, and while the task is being polled.
+    /// `None` while the task is being polled.
     future: Option<Task>,
-    waker: Option<Waker>,
-    running: bool,
+    waker: Waker,
     /// Woken while it was being polled: poll again (from a microtask).
     woken: bool,
 }
 
 enum WaitState {
-    Free,
     Pending(Option<Waker>),
     Done(Result<JsValue, JsValue>),
 }
 
-struct WaitSlot {
-    generation: u32,
-    state: WaitState,
-}
-
 thread_local! {
-    static TASKS: RefCell<Vec<TaskSlot>> = const { RefCell::new(Vec::new()) };
-    static FREE_TASKS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-    static WAITS: RefCell<Vec<WaitSlot>> = const { RefCell::new(Vec::new()) };
-    static FREE_WAITS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static TASKS: RefCell<Slab<TaskSlot>> = const { RefCell::new(Slab::new()) };
+    static WAITS: RefCell<Slab<WaitState>> = const { RefCell::new(Slab::new()) };
     /// Tasks spawned since the instance started (for `/_capi/stats`).
     static SPAWNED: Cell<u64> = const { Cell::new(0) };
     /// Whether [`resume`] is installed in the JS helpers for this instance (a fresh instance after
@@ -86,15 +125,12 @@ fn resume(kind: u32, index: u32, generation: u32, value: JsValue) {
     }
     let waker = WAITS.with(|w| {
         let mut w = w.borrow_mut();
-        let slot = w.get_mut(index as usize)?;
-        if slot.generation != generation {
-            return None;
-        }
-        let WaitState::Pending(waker) = &mut slot.state else {
+        let state = w.get_mut(index, generation)?;
+        let WaitState::Pending(waker) = state else {
             return None;
         };
         let waker = waker.take();
-        slot.state = WaitState::Done(if kind == REJECTED {
+        *state = WaitState::Done(if kind == REJECTED {
             Err(value)
         } else {
             Ok(value)
@@ -125,20 +161,8 @@ impl Future for Wait {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(promise) = self.promise.take() {
             install();
-            let (index, generation) = WAITS.with(|w| {
-                let mut w = w.borrow_mut();
-                let state = WaitState::Pending(Some(cx.waker().clone()));
-                match FREE_WAITS.with(|f| f.borrow_mut().pop()) {
-                    Some(i) => match w.get_mut(i as usize) {
-                        Some(slot) => {
-                            slot.state = state;
-                            (i, slot.generation)
-                        }
-                        None => push_wait(&mut w, state),
-                    },
-                    None => push_wait(&mut w, state),
-                }
-            });
+            let pending = WaitState::Pending(Some(cx.waker().clone()));
+            let (index, generation) = WAITS.with(|w| w.borrow_mut().insert(pending));
             self.key = Some((index, generation));
             js::await_promise(&promise, index, generation);
             return Poll::Pending;
@@ -149,27 +173,21 @@ impl Future for Wait {
         };
         let done = WAITS.with(|w| {
             let mut w = w.borrow_mut();
-            let slot = w.get_mut(index as usize)?;
-            if slot.generation != generation {
-                return None;
-            }
-            match &mut slot.state {
+            match w.get_mut(index, generation)? {
                 WaitState::Pending(waker) => {
                     if !waker.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
                         *waker = Some(cx.waker().clone());
                     }
                     None
                 }
-                WaitState::Done(_) => match std::mem::replace(&mut slot.state, WaitState::Free) {
-                    WaitState::Done(r) => Some(r),
+                WaitState::Done(_) => match w.remove(index, generation) {
+                    Some(WaitState::Done(r)) => Some(r),
                     _ => None,
                 },
-                WaitState::Free => None,
             }
         });
         match done {
             Some(r) => {
-                release_wait(index);
                 self.key = None;
                 Poll::Ready(r)
             }
@@ -180,42 +198,12 @@ impl Future for Wait {
 
 impl Drop for Wait {
     fn drop(&mut self) {
-        // Dropped before its promise settled: free the slot; the late callback finds another
-        // generation there.
+        // Dropped before its value was taken: free the slot; the late callback finds another
+        // generation there. The state is dropped outside the borrow.
         if let Some((index, generation)) = self.key {
-            let owned = WAITS.with(|w| {
-                let mut w = w.borrow_mut();
-                match w.get_mut(index as usize) {
-                    Some(slot) if slot.generation == generation => {
-                        slot.state = WaitState::Free;
-                        true
-                    }
-                    _ => false,
-                }
-            });
-            if owned {
-                release_wait(index);
-            }
+            drop(WAITS.with(|w| w.borrow_mut().remove(index, generation)));
         }
     }
-}
-
-fn push_wait(w: &mut Vec<WaitSlot>, state: WaitState) -> (u32, u32) {
-    w.push(WaitSlot {
-        generation: 0,
-        state,
-    });
-    ((w.len() - 1) as u32, 0)
-}
-
-fn release_wait(index: u32) {
-    WAITS.with(|w| {
-        if let Some(slot) = w.borrow_mut().get_mut(index as usize) {
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.state = WaitState::Free;
-        }
-    });
-    FREE_WAITS.with(|f| f.borrow_mut().push(index));
 }
 
 struct TaskWaker {
@@ -234,16 +222,13 @@ impl Wake for TaskWaker {
 }
 
 fn wake_task(index: u32, generation: u32) {
-    let run_now = TASKS.with(|t| {
-        let mut t = t.borrow_mut();
-        match t.get_mut(index as usize) {
-            Some(slot) if slot.generation == generation && slot.future.is_some() => true,
-            Some(slot) if slot.generation == generation && slot.running => {
-                slot.woken = true;
-                false
-            }
-            _ => false,
+    let run_now = TASKS.with(|t| match t.borrow_mut().get_mut(index, generation) {
+        Some(slot) if slot.future.is_some() => true,
+        Some(slot) => {
+            slot.woken = true;
+            false
         }
+        None => false,
     });
     if run_now {
         run(index, generation);
@@ -253,19 +238,11 @@ fn wake_task(index: u32, generation: u32) {
 /// What the executor holds: `(tasks spawned, tasks not finished, promises awaited and not yet
 /// taken)`. With no request in flight the last two are 0; anything else is a leak.
 pub fn usage() -> (u64, usize, usize) {
-    let live_tasks = TASKS.with(|t| {
-        t.borrow()
-            .iter()
-            .filter(|s| s.future.is_some() || s.running)
-            .count()
-    });
-    let live_waits = WAITS.with(|w| {
-        w.borrow()
-            .iter()
-            .filter(|s| !matches!(s.state, WaitState::Free))
-            .count()
-    });
-    (SPAWNED.with(Cell::get), live_tasks, live_waits)
+    (
+        SPAWNED.with(Cell::get),
+        TASKS.with(|t| t.borrow().len()),
+        WAITS.with(|w| w.borrow().len()),
+    )
 }
 
 /// Runs a future to completion on this executor; its first poll happens now.
@@ -273,31 +250,18 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
     install();
     SPAWNED.with(|n| n.set(n.get() + 1));
     let future: Task = Box::pin(future);
-    let reused = FREE_TASKS.with(|f| f.borrow_mut().pop());
     let (index, generation) = TASKS.with(|t| {
         let mut t = t.borrow_mut();
-        if let Some(i) = reused
-            && let Some(slot) = t.get_mut(i as usize)
-        {
-            slot.future = Some(future);
-            slot.waker = Some(Waker::from(Arc::new(TaskWaker {
-                index: i,
-                generation: slot.generation,
-            })));
-            return (i, slot.generation);
-        }
-        let i = t.len() as u32;
-        t.push(TaskSlot {
-            generation: 0,
+        // The waker names the slot, so it is made once the slot is known.
+        let (index, generation) = t.insert(TaskSlot {
             future: Some(future),
-            waker: Some(Waker::from(Arc::new(TaskWaker {
-                index: i,
-                generation: 0,
-            }))),
-            running: false,
+            waker: Waker::noop().clone(),
             woken: false,
         });
-        (i, 0)
+        if let Some(slot) = t.get_mut(index, generation) {
+            slot.waker = Waker::from(Arc::new(TaskWaker { index, generation }));
+        }
+        (index, generation)
     });
     run(index, generation);
 }
@@ -317,44 +281,36 @@ pub fn spawn_promise(future: impl Future<Output = JsValue> + 'static) -> js_sys:
 fn run(index: u32, generation: u32) {
     let taken = TASKS.with(|t| {
         let mut t = t.borrow_mut();
-        let slot = t.get_mut(index as usize)?;
-        if slot.generation != generation {
-            return None;
-        }
+        let slot = t.get_mut(index, generation)?;
         let future = slot.future.take()?;
-        slot.running = true;
         slot.woken = false;
-        Some((future, slot.waker.clone()?))
+        Some((future, slot.waker.clone()))
     });
     let Some((mut future, waker)) = taken else {
         return;
     };
-    let ready = future
+    if future
         .as_mut()
         .poll(&mut Context::from_waker(&waker))
-        .is_ready();
-    let (repoll, finished) = TASKS.with(|t| {
-        let mut t = t.borrow_mut();
-        let Some(slot) = t.get_mut(index as usize) else {
-            return (false, Some(future));
-        };
-        slot.running = false;
-        if ready {
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.waker = None;
-            slot.woken = false;
-            return (false, Some(future));
+        .is_ready()
+    {
+        // Dropped outside the borrow: a future's drop may touch the executor.
+        let slot = TASKS.with(|t| t.borrow_mut().remove(index, generation));
+        drop((future, slot));
+        return;
+    }
+    let back = TASKS.with(|t| match t.borrow_mut().get_mut(index, generation) {
+        Some(slot) => {
+            slot.future = Some(future);
+            Ok(std::mem::take(&mut slot.woken))
         }
-        slot.future = Some(future);
-        (std::mem::take(&mut slot.woken), None)
+        None => Err(future),
     });
-    // Dropped outside the borrow: a future's drop may touch the executor.
-    drop(finished);
-    if ready {
-        FREE_TASKS.with(|f| f.borrow_mut().push(index));
-    } else if repoll {
+    match back {
         // Woken during its own poll: again from a microtask, so that a future that keeps waking
         // itself cannot hold the isolate in a loop.
-        js::repoll(index, generation);
+        Ok(true) => js::repoll(index, generation),
+        Ok(false) => {}
+        Err(future) => drop(future),
     }
 }
