@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import {
-  freePort, groupCpuByRole, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerGroups, writeWranglerConfig,
+  freePort, groupCpuByRole, request, root, sinkClient, sleep, startOrigin, startSink, startWrangler, stopAll, stopNamed, wranglerDirect, wranglerGroups, writeWranglerConfig,
 } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
 
@@ -32,6 +32,9 @@ const DIRECT = process.env.BENCH_DIRECT !== '0';
 // every subrequest event through its proxy workerd to Node, several ms of CPU per request on the
 // same cores as the Worker. 1: the `wrangler dev` CLI, inspector attached.
 const INSPECTOR = process.env.BENCH_INSPECTOR === '1';
+// BENCH_RESTART=1 (default): the Rust and the JavaScript Worker get fresh `wrangler dev`
+// instances every round, started in alternating order. 0: one instance each for the whole run.
+const RESTART = process.env.BENCH_RESTART !== '0';
 const ALL_SCENARIOS = [
   { name: 'collect', script: 'collect.lua', what: 'POST /collect: validate, normalize, SHA-256 (email, phone, event_id), 202; delivery in waitUntil' },
   { name: 'proxy (matching checkout)', script: 'proxy.lua', what: 'POST /bench/checkout forwarded to the origin, response tee parsed, conversion built and delivered in waitUntil' },
@@ -149,17 +152,22 @@ async function main() {
   fs.mkdirSync(baseDir, { recursive: true });
   fs.copyFileSync(path.join(root, 'bench/worker/baseline/index.js'), path.join(baseDir, 'index.js'));
   const workers = {};
-  for (const [name, main] of [['rust', path.join(rustDir, 'index.js')], ['js', path.join(jsDir, 'index.js')], ['baseline', path.join(baseDir, 'index.js')]]) {
+  const mains = { rust: path.join(rustDir, 'index.js'), js: path.join(jsDir, 'index.js'), baseline: path.join(baseDir, 'index.js') };
+  const configs = {};
+  for (const name of Object.keys(mains)) {
     // Each Worker has its own sink, so that events are counted per Worker.
     const sinkUrl = await startSink({ token: 'bench-token', record: path.join(work, `events-${name}.jsonl`), logFile: path.join(logs, `sink-${name}.log`), bin: path.join(root, `target/${sinkBin}/capi`) });
-    const config = benchConfig(sinkUrl);
-    const vars = { CAPI_CONFIG: JSON.stringify(config), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
-    const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-bench-${name}`, main, vars, secrets: { CAPI_TOKEN: 'bench-token' } });
-    const base = await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(logs, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: INSPECTOR });
+    const vars = { CAPI_CONFIG: JSON.stringify(benchConfig(sinkUrl)), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
+    configs[name] = writeWranglerConfig(path.join(work, name), { name: `capi-bench-${name}`, main: mains[name], vars, secrets: { CAPI_TOKEN: 'bench-token' } });
+    workers[name] = { name, sink: sinkClient(sinkUrl) };
+  }
+  const start = async (name) => {
+    const base = await startWrangler({ name, configPath: configs[name], port: await freePort(), logFile: path.join(logs, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: INSPECTOR });
     const direct = DIRECT ? wranglerDirect[name] : base;
     if (!direct) throw new Error(`${name}: the address of its workerd is unknown`);
-    workers[name] = { name, base: direct, sink: sinkClient(sinkUrl) };
-  }
+    workers[name].base = direct;
+  };
+  for (const name of ['rust', 'js', 'baseline']) await start(name);
   // Sanity: both accept a conversion before being measured.
   for (const w of [workers.rust, workers.js]) {
     const r = await request('POST', `${w.base}/collect`, { body: '{"conversion_type":"Lead","email":"a@b.co","order_id":"sanity"}', headers: { 'content-type': 'application/json' } });
@@ -179,6 +187,18 @@ async function main() {
   // Rounds outside, scenarios inside: a scenario's rounds are spread over the whole run, so a
   // burst of background load weighs on every scenario's median alike.
   for (let round = 0; round < ROUNDS; round += 1) {
+    if (round > 0 && RESTART) {
+      // Fresh wrangler dev instances for the two Workers every round, started in alternating
+      // order: with the same JavaScript Worker in both slots, the first-started instance came out
+      // 6-11 % behind head to head over a whole run, whichever wrk started first.
+      await stopNamed('wrangler:rust');
+      await stopNamed('wrangler:js');
+      for (const name of round % 2 ? ['js', 'rust'] : ['rust', 'js']) await start(name);
+    }
+    if (round === 0 || RESTART) {
+      // JIT warm-up of new isolates on every path measured, outside the measurements.
+      for (const sc of SCENARIOS) for (const name of ['rust', 'js']) await wrk(workers[name].base, sc.script, WARMUP, `${name}r${round}`);
+    }
     for (const sc of SCENARIOS) {
       const tag = `${round}${Date.now().toString(36)}`;
       // Head to head: both Workers loaded at the same time share whatever else the machine does.
@@ -235,7 +255,7 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   const lines = [
     '## Worker',
     '',
-    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues; ${INSPECTOR ? 'the CLI, with its inspector attached' : 'started through wrangler\'s startWorker API with the inspector off, bench/worker/dev.mjs: the CLI always attaches one, enables its Network domain and relays every log line and subrequest event through its proxy workerd to Node, several ms of CPU per request on the same cores; BENCH_INSPECTOR=1 uses the CLI'}) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. ${DIRECT ? 'wrk talks to the workerd that runs each Worker (Miniflare\'s entry socket), not through wrangler\'s proxy workerd on the public port (which costs more CPU per request than the Worker and logs every request to Node; BENCH_DIRECT=0 goes through it)' : 'wrk talks to wrangler\'s public port (its proxy workerd, which logs every request to Node)'}. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up; ${ROUNDS} rounds, each running every scenario head to head then solo (order alternating); tables show medians over the rounds. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${fmt(seconds / 60, 1)} min, ${loadText}.`,
+    `The Rust Worker (cf-worker/, workers-rs over capi-core) against a plain JavaScript Worker with the same logic written for the comparison (bench/worker/js-worker/: Web Crypto SHA-256, the same normalization, event_id, KV dedup, inline first attempt in waitUntil, Queue retries and structured logs), and a baseline Worker that does none of our work. Each runs under its own \`wrangler dev\` (wrangler ${wranglerVersion}: workerd, Miniflare's local KV and Queues; ${INSPECTOR ? 'the CLI, with its inspector attached' : 'started through wrangler\'s startWorker API with the inspector off, bench/worker/dev.mjs: the CLI always attaches one, enables its Network domain and relays every log line and subrequest event through its proxy workerd to Node, several ms of CPU per request on the same cores; BENCH_INSPECTOR=1 uses the CLI'}) with its own \`capi sink\` (${sinkBin} build), the same Node origin, loopback only, on ${os.cpus().length} cores shared with other builds. ${DIRECT ? 'wrk talks to the workerd that runs each Worker (Miniflare\'s entry socket), not through wrangler\'s proxy workerd on the public port (which costs more CPU per request than the Worker and logs every request to Node; BENCH_DIRECT=0 goes through it)' : 'wrk talks to wrangler\'s public port (its proxy workerd, which logs every request to Node)'}. wrk ${wrkVersion}, ${THREADS} threads and ${CONNECTIONS} connections per Worker, ${DURATION} s after a ${WARMUP} s warm-up; ${ROUNDS} rounds, each running every scenario head to head then solo (order alternating)${RESTART ? ', the Rust and the JavaScript Worker on fresh `wrangler dev` instances each round, started in alternating order (then warmed up on every scenario)' : ''}; tables show medians over the rounds. Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${fmt(seconds / 60, 1)} min, ${loadText}.`,
     '',
     `CPU per request is split by process (user + system time from /proc/<pid>/stat over the run and until delivery settles, divided by the requests wrk completed; 10 ms ticks). **workerd running the Worker** is where the Worker's code runs (with Miniflare's KV and Queues simulators and the outbound fetches); ${DIRECT ? 'the workerd proxy is off the request path' : 'the workerd proxy carries every request'}; Node (wrangler) receives every log line${INSPECTOR ? ' and, through the proxy workerd, every inspector event (log lines, subrequests)' : ' (workerd\'s stdout)'}${DIRECT ? '' : ' and logs every request'}; both cost about the same whatever the Worker does.`,
     '',
@@ -272,7 +292,7 @@ function section({ results, sizes, sinkBin, seconds, loads, loadStart }) {
   lines.push(`- Bundle, gzip -9: Rust ${(sizes.rust / 1024).toFixed(1)} KiB (index.js + index_bg.wasm), JavaScript ${(sizes.js / 1024).toFixed(1)} KiB. Goal ≤ 300 KiB.`);
   lines.push('- `wrangler dev` runs the Worker locally (Miniflare\'s simulators for KV and Queues, Node next to it): compare rows with each other, not with production Cloudflare. Background load moves single runs by ±30 %: read the per-round medians and spreads, not one run.');
   lines.push('');
-  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_DIRECT=1, BENCH_INSPECTOR=0, BENCH_RUST_DIR / BENCH_JS_DIR (another bundle in a slot, for a noise-floor run), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
+  lines.push(`Command: \`cargo xtask bench worker\` (or \`bash bench/worker/run.sh\`); raw wrk output in target/worker-bench/wrk.log. Settings (environment, defaults): BENCH_SCENARIOS (all), BENCH_WRITE=1 (0: print only), BENCH_DIRECT=1, BENCH_INSPECTOR=0, BENCH_RESTART=1 (0: one instance per Worker for the whole run), BENCH_RUST_DIR / BENCH_JS_DIR (another bundle in a slot, for a noise-floor run), BENCH_ROUNDS=${DEFAULTS.rounds}, BENCH_DURATION=${DEFAULTS.duration} (s), BENCH_WARMUP=${DEFAULTS.warmup} (s), BENCH_CONNECTIONS=${DEFAULTS.connections}, BENCH_THREADS=${DEFAULTS.threads}; with the defaults the run takes about ${fmt(seconds / 60, 0)} minutes plus the build.`);
   lines.push('');
   return { text: lines.join('\n'), verdicts };
 }

@@ -45,13 +45,22 @@ function killGroup(child, signal) {
   }
 }
 
-export async function stopAll() {
-  const live = procs.filter((p) => !p.exited);
+async function stop(live) {
   for (const p of live) killGroup(p.child, 'SIGTERM');
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline && live.some((p) => !p.exited)) await sleep(100);
   for (const p of live) if (!p.exited) killGroup(p.child, 'SIGKILL');
+}
+
+export async function stopAll() {
+  await stop(procs.filter((p) => !p.exited));
   procs.length = 0;
+}
+
+/** Stops the processes started under one name (spawnLogged's), e.g. `wrangler:rust`. */
+export async function stopNamed(name) {
+  await stop(procs.filter((p) => p.name === name && !p.exited));
+  for (let i = procs.length - 1; i >= 0; i -= 1) if (procs[i].name === name) procs.splice(i, 1);
 }
 
 process.on('exit', () => {
