@@ -7,9 +7,14 @@
 // V8's profiler does not: workerd's own C++ (its APIs, KV, I/O), the kernel, V8's runtime.
 // JIT code (JS and wasm) shows as [JIT] without names, unless bench/worker/v8-perf-map.sh is on
 // and CAPI_V8_FLAGS=--perf-basic-prof is set. bench/worker/perf-summary.mjs sums the files by
-// category per request.
+// category per request. Each line also carries the workerd's CPU per request from /proc (user +
+// system, all threads, over the round), which perf does not perturb.
 //   node bench/worker/perf-ab.mjs A/index.js B/index.js [collect|proxy|passthrough] [s] [rounds]
-// PERF_PREFIX (default /tmp/capi-perf-ab) names the perf.data files. Needs perf and wrk.
+// PERF_PREFIX (default /tmp/capi-perf-ab) names the perf.data files. PERF_FREQ (default 499)
+// is the sampling rate, PERF_CALLGRAPH=1 adds -g (1999 Hz with call graphs slows the sampled
+// workerd by ~15 %). The inspector is off, as in bench.mjs: with it on, every console.log went
+// through it (~1.5 ms more per checkout for either Worker), and the Rust/JS difference per
+// checkout read +1-3 % instead of the +7 % that /proc and the bench see. Needs perf and wrk.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,6 +38,12 @@ function workerdPid(pg) {
   }
   return null;
 }
+// User + system CPU of a process, all threads (10 ms ticks).
+function processCpuMs(pid) {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
 const work = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'capi-perf-ab-'));
 try {
   const origin = await startOrigin(await freePort());
@@ -41,18 +52,21 @@ try {
     const sinkUrl = await startSink({ token: 'bench-token', record: path.join(work, `events-${name}.jsonl`), logFile: path.join(work, `sink-${name}.log`), bin: path.join(root, 'target/debug/capi') });
     const vars = { CAPI_CONFIG: JSON.stringify(benchConfig(sinkUrl)), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
     const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-perf-${name}`, main: path.resolve(main), vars, secrets: { CAPI_TOKEN: 'bench-token' } });
-    await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(work, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true });
+    await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(work, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: false });
     ws[name] = { base: wranglerDirect[name], pid: workerdPid(wranglerGroups[name]) };
     await wrk(ws[name].base, scenario, 3);
   }
   for (let r = 0; r < Number(roundsArg); r += 1) {
     for (const name of r % 2 ? ['b', 'a'] : ['a', 'b']) {
       const out = `${process.env.PERF_PREFIX || '/tmp/capi-perf-ab'}-${name}-${r}.data`;
-      const perf = spawn('perf', ['record', '-q', '-F', '1999', '-g', '-o', out, '-p', ws[name].pid, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+      const args = ['record', '-q', '-F', process.env.PERF_FREQ || '499', ...(process.env.PERF_CALLGRAPH === '1' ? ['-g'] : [])];
+      const cpu0 = processCpuMs(ws[name].pid);
+      const perf = spawn('perf', [...args, '-o', out, '-p', ws[name].pid, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
       const o = await wrk(ws[name].base, scenario, seconds);
       await new Promise((res) => perf.on('exit', res));
       const n = Number(/(\d+) requests in/.exec(o)[1]);
-      console.log(`${name} ${r} ${n} ${out}`);
+      const cpuUs = ((processCpuMs(ws[name].pid) - cpu0) * 1000) / n;
+      console.log(`${name} ${r} ${n} ${out} ${cpuUs.toFixed(0)}`);
       await new Promise((res) => setTimeout(res, 1500));
     }
   }
