@@ -51,6 +51,9 @@ const stateBase = process.env.BENCH_STATE_DIR || (fs.existsSync('/dev/shm') ? '/
 const work = fs.mkdtempSync(path.join(stateBase, 'capi-worker-bench-'));
 const logs = path.join(root, 'target/worker-bench');
 fs.mkdirSync(logs, { recursive: true });
+// One run's logs: appended to within the run (every round restarts wrangler dev), cleared
+// before the next (they grew by ~200 MB over a day of runs).
+for (const f of fs.readdirSync(logs)) if (/^(wrangler-|sink-).*\.log$|^wrk\.log$/.test(f)) fs.rmSync(path.join(logs, f), { force: true });
 
 function parseWrk(out) {
   const num = (re) => {
