@@ -14,12 +14,14 @@
 // is the sampling rate, PERF_CALLGRAPH=1 adds -g (1999 Hz with call graphs slows the sampled
 // workerd by ~15 %). The inspector is off, as in bench.mjs: with it on, every console.log went
 // through it (~1.5 ms more per checkout for either Worker), and the Rust/JS difference per
-// checkout read +1-3 % instead of the +7 % that /proc and the bench see. Needs perf and wrk.
+// checkout read +1-3 % instead of the +7 % that /proc and the bench see. Both Workers restart
+// before every round, in alternating order (PERF_RESTART=0: one instance each). Needs perf
+// and wrk.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, root, startOrigin, startSink, startWrangler, stopAll, wranglerDirect, wranglerGroups, writeWranglerConfig } from '../../tests/worker/lib.mjs';
+import { freePort, root, startOrigin, startSink, startWrangler, stopAll, stopNamed, wranglerDirect, wranglerGroups, writeWranglerConfig } from '../../tests/worker/lib.mjs';
 import { benchConfig } from './config.mjs';
 import { wrk } from './load.mjs';
 
@@ -48,15 +50,27 @@ const work = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : o
 try {
   const origin = await startOrigin(await freePort());
   const ws = {};
+  const configs = {};
   for (const [name, main] of [['a', aMain], ['b', bMain]]) {
     const sinkUrl = await startSink({ token: 'bench-token', record: path.join(work, `events-${name}.jsonl`), logFile: path.join(work, `sink-${name}.log`), bin: path.join(root, 'target/debug/capi') });
     const vars = { CAPI_CONFIG: JSON.stringify(benchConfig(sinkUrl)), CAPI_ORIGIN: origin.url, CAPI_DLQ_NAME: 'capi-dlq' };
-    const cfg = writeWranglerConfig(path.join(work, name), { name: `capi-perf-${name}`, main: path.resolve(main), vars, secrets: { CAPI_TOKEN: 'bench-token' } });
-    await startWrangler({ name, configPath: cfg, port: await freePort(), logFile: path.join(work, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: false });
-    ws[name] = { base: wranglerDirect[name], pid: workerdPid(wranglerGroups[name]) };
-    await wrk(ws[name].base, scenario, 3);
+    configs[name] = writeWranglerConfig(path.join(work, name), { name: `capi-perf-${name}`, main: path.resolve(main), vars, secrets: { CAPI_TOKEN: 'bench-token' } });
   }
+  // Both Workers on fresh wrangler dev instances, started in the given order and warmed up.
+  const start = async (order) => {
+    for (const name of order) await stopNamed(`wrangler:${name}`);
+    for (const name of order) {
+      await startWrangler({ name, configPath: configs[name], port: await freePort(), logFile: path.join(work, `wrangler-${name}.log`), readyPath: '/products/1', persistTo: path.join(work, `state-${name}`), api: true, inspector: false });
+      ws[name] = { base: wranglerDirect[name], pid: workerdPid(wranglerGroups[name]) };
+    }
+    for (const name of order) await wrk(ws[name].base, scenario, 3);
+  };
+  await start(['a', 'b']);
   for (let r = 0; r < Number(roundsArg); r += 1) {
+    // With one instance each for the whole run, the first-started one read 80-100 us per
+    // checkout higher whichever build it ran (as bench.mjs had seen): so each round restarts
+    // both, in alternating order. PERF_RESTART=0 keeps one instance each.
+    if (r > 0 && process.env.PERF_RESTART !== '0') await start(r % 2 ? ['b', 'a'] : ['a', 'b']);
     for (const name of r % 2 ? ['b', 'a'] : ['a', 'b']) {
       const out = `${process.env.PERF_PREFIX || '/tmp/capi-perf-ab'}-${name}-${r}.data`;
       const args = ['record', '-q', '-F', process.env.PERF_FREQ || '499', ...(process.env.PERF_CALLGRAPH === '1' ? ['-g'] : [])];
