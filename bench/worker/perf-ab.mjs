@@ -67,11 +67,12 @@ try {
   };
   await start(['a', 'b']);
   for (let r = 0; r < Number(roundsArg); r += 1) {
+    const order = r % 2 ? ['b', 'a'] : ['a', 'b'];
     // With one instance each for the whole run, the first-started one read 80-100 us per
     // checkout higher whichever build it ran (as bench.mjs had seen): so each round restarts
     // both, in alternating order. PERF_RESTART=0 keeps one instance each.
-    if (r > 0 && process.env.PERF_RESTART !== '0') await start(r % 2 ? ['b', 'a'] : ['a', 'b']);
-    for (const name of r % 2 ? ['b', 'a'] : ['a', 'b']) {
+    if (r > 0 && process.env.PERF_RESTART !== '0') await start(order);
+    for (const name of order) {
       const out = `${process.env.PERF_PREFIX || '/tmp/capi-perf-ab'}-${name}-${r}.data`;
       const args = ['record', '-q', '-F', process.env.PERF_FREQ || '499', ...(process.env.PERF_CALLGRAPH === '1' ? ['-g'] : [])];
       const cpu0 = processCpuMs(ws[name].pid);
